@@ -1,0 +1,191 @@
+"""The one object-store interface. Backends translate five primitives; everything else lives here.
+
+Backends implement ``_put`` (atomic), ``_get``, ``_exists``, ``_delete`` and ``_list``; this base
+validates keys, counts requests the way S3 would bill them, waits for keys with a deadline, and
+scopes a store to a prefix. The K-Reduce collective is written once against this class.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Iterable
+
+from fasdl.errors import InvalidInput, ObjectNotFound, WaitTimeout
+
+REQUEST_KINDS = ("PUT", "GET", "LIST", "DELETE", "HEAD")
+S3_PAGE = 1000  # keys per LIST page and per multi-object DELETE, as on S3
+
+
+def check_key(key: str) -> str:
+    """Reject keys that could escape a store's root or a job's prefix."""
+    if not isinstance(key, str) or not key:
+        raise InvalidInput("key", f"{key!r} is not a non-empty string")
+    if key.startswith("/") or key.startswith("\\"):
+        raise InvalidInput("key", f"{key!r} is an absolute path", "keys are relative to the store's root")
+    parts = key.replace("\\", "/").split("/")
+    if any(p == ".." for p in parts):
+        raise InvalidInput("key", f"{key!r} contains '..'", "keys may not climb out of the store's root")
+    return key
+
+
+class RequestCounter:
+    """Requests by kind, shared by a store and its scoped views; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    def add(self, kind: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[kind] += n
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return {k: self._counts.get(k, 0) for k in REQUEST_KINDS}
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts.clear()
+
+
+class ObjectStore(ABC):
+    """put / get / exists / delete / list / wait over string keys and bytes values."""
+
+    url: str
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.counter = RequestCounter()
+
+    # -- backend primitives -------------------------------------------------------------------
+    @abstractmethod
+    def _put(self, key: str, data: bytes) -> None:
+        """Write atomically: no reader ever sees a partly written object."""
+
+    @abstractmethod
+    def _get(self, key: str) -> bytes:
+        """Read; raise ObjectNotFound (chained) when missing."""
+
+    @abstractmethod
+    def _exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def _delete(self, keys: list[str]) -> None:
+        """Delete; keys that do not exist are ignored."""
+
+    @abstractmethod
+    def _list(self, prefix: str) -> list[str]:
+        """Every key that starts with prefix (all pages)."""
+
+    # -- public API ---------------------------------------------------------------------------
+    def put(self, key: str, data: bytes) -> None:
+        check_key(key)
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TypeError(f"put({key!r}): data must be bytes, not {type(data).__name__}")
+        self.counter.add("PUT")
+        self._put(key, bytes(data) if not isinstance(data, bytes) else data)
+
+    def get(self, key: str) -> bytes:
+        check_key(key)
+        self.counter.add("GET")
+        return self._get(key)
+
+    def exists(self, key: str) -> bool:
+        check_key(key)
+        self.counter.add("HEAD")
+        return self._exists(key)
+
+    def delete(self, keys: str | Iterable[str]) -> None:
+        batch = [keys] if isinstance(keys, str) else list(keys)
+        for k in batch:
+            check_key(k)
+        if not batch:
+            return
+        self.counter.add("DELETE", math.ceil(len(batch) / S3_PAGE))
+        self._delete(batch)
+
+    def list(self, prefix: str = "") -> list[str]:
+        if prefix:
+            check_key(prefix)
+        keys = sorted(self._list(prefix))
+        self.counter.add("LIST", max(1, math.ceil(len(keys) / S3_PAGE)))
+        return keys
+
+    def wait(
+        self,
+        key: str,
+        timeout_s: float,
+        *,
+        what: str = "",
+        poll_initial_s: float = 0.002,
+        poll_max_s: float = 0.05,
+    ) -> bytes:
+        """Get ``key`` once it exists, polling that exact key with backoff until ``timeout_s``.
+
+        ``what`` describes the awaited object for the error (e.g. "chunk 2 of iteration 7 from
+        worker 3"), so a timeout says who is missing rather than just a key.
+        """
+        deadline = time.monotonic() + timeout_s
+        delay = poll_initial_s
+        while True:
+            try:
+                return self.get(key)
+            except ObjectNotFound:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    desc = f"{what} " if what else ""
+                    raise WaitTimeout(
+                        f"gave up after {timeout_s:.1f}s waiting for {desc}(key {key!r} in {self.url})"
+                    ) from None
+                time.sleep(min(delay, remaining))
+                delay = min(delay * 1.5, poll_max_s)
+
+    @property
+    def requests(self) -> dict[str, int]:
+        """Requests sent so far, by kind (PUT, GET, LIST, DELETE, HEAD)."""
+        return self.counter.snapshot()
+
+    def scoped(self, prefix: str) -> ObjectStore:
+        """A view of this store under ``prefix``: keys are relative to it, requests counted here."""
+        return PrefixedStore(self, prefix)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the default has none."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+
+class PrefixedStore(ObjectStore):
+    """Keys under a prefix of another store; a job's view, so it cannot touch another job's keys."""
+
+    def __init__(self, inner: ObjectStore, prefix: str) -> None:
+        prefix = prefix.strip("/")
+        check_key(prefix)
+        super().__init__(inner.url.rstrip("/") + "/" + prefix)
+        self.inner = inner
+        self.prefix = prefix + "/"
+        self.counter = inner.counter
+
+    def _put(self, key: str, data: bytes) -> None:
+        self.inner._put(self.prefix + key, data)
+
+    def _get(self, key: str) -> bytes:
+        return self.inner._get(self.prefix + key)
+
+    def _exists(self, key: str) -> bool:
+        return self.inner._exists(self.prefix + key)
+
+    def _delete(self, keys: list[str]) -> None:
+        self.inner._delete([self.prefix + k for k in keys])
+
+    def _list(self, prefix: str) -> list[str]:
+        n = len(self.prefix)
+        return [k[n:] for k in self.inner._list(self.prefix + prefix)]
+
+    def close(self) -> None:
+        self.inner.close()
