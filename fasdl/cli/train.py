@@ -1,14 +1,137 @@
-"""``fasdl train``: placeholder until its issue lands."""
+"""``fasdl train``: run a K-Reduce training job from flags, a JSON file, the seed's payload or a plan."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from fasdl.kreduce.config import PATTERNS, JobConfig, read_job_file
+
+# flag dest -> JobConfig field
+FLAG_FIELDS = {
+    "model": "model",
+    "dataset": "dataset",
+    "aggregators": "num_aggregators",
+    "workers": "num_workers",
+    "batch_agg": "batch_size_agg",
+    "batch_wor": "batch_size_wor",
+    "epochs": "epochs",
+    "lr": "lr",
+    "momentum": "momentum",
+    "memory": "memory_mb",
+    "func_time": "func_time_s",
+    "seed": "seed",
+    "store": "store",
+    "platform": "platform",
+    "job_id": "job_id",
+    "pattern": "pattern",
+    "comm_timeout": "comm_timeout_s",
+}
+
+
+def add_job_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("job (flags override --payload/--plan)")
+    g.add_argument("--model", help="resnet18 resnet34 resnet50 resnet101 mobilenetv2 vgg11 vgg16 cnn mlp, or module:function")
+    g.add_argument("--dataset", help="cifar10:PATH (directory or store URL), synthetic[:N] or digits")
+    g.add_argument("--aggregators", "-K", type=int, help="K, the number of aggregators (pattern_k)")
+    g.add_argument("--workers", "-W", type=int, help="W, the number of workers (num_workers)")
+    g.add_argument("--batch-agg", type=int, help="B, the batch size of aggregators (batch_size_agg)")
+    g.add_argument("--batch-wor", type=int, help="A, the batch size of non-aggregators (batch_size_wor)")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--lr", type=float, help="learning rate (l_r)")
+    g.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
+    g.add_argument("--memory", type=int, help="function memory in MB, 128-10240 (memory)")
+    g.add_argument("--func-time", type=float, help="function time limit in s, 1-900 (func_time); training checkpoints and re-invokes")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--pattern", choices=PATTERNS, help="kreduce (free K), scatter_reduce (K=W, A=B) or allreduce (K=1)")
+    g.add_argument("--store", help="object store URL: file:///path (default ./fasdl-runs), s3://bucket/prefix, memory://name")
+    g.add_argument("--platform", choices=["local", "inline"], help="function platform (default local)")
+    g.add_argument("--job-id", help="name of the job; its objects live under it (default: random)")
+    g.add_argument("--comm-timeout", type=float, help="seconds a worker waits for a peer before giving up (default 120)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="(not built yet)")
+    p = sub.add_parser(
+        "train",
+        help="train a model with K-Reduce on the function platform",
+        description="Train a model with K-Reduce: W functions, K of which aggregate the model through the store.",
+        epilog="Examples:\n  fasdl train --model cnn --dataset digits -W 4 -K 2 --batch-agg 32 --batch-wor 16 --epochs 2\n"
+        "  fasdl train --payload payload.json --store file:///tmp/fasdl   (the seed's trigger payload)\n"
+        "  fasdl optimize ... --json > plan.json && fasdl train --plan plan.json --model cnn --dataset digits",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--payload", metavar="FILE", help="JSON job: the seed's trigger payload or our field names")
+    p.add_argument("--plan", metavar="FILE", help="the JSON plan of `fasdl optimize --json`")
+    add_job_flags(p)
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
+def config_from_args(args: argparse.Namespace, **defaults: Any) -> JobConfig:
+    base: dict[str, Any] = dict(defaults)
+    for source in (getattr(args, "payload", None), getattr(args, "plan", None)):
+        if source:
+            base.update(read_job_file(source))
+    overrides = {FLAG_FIELDS[k]: v for k, v in vars(args).items() if k in FLAG_FIELDS and v is not None}
+    if "store" not in base and "store" not in overrides:
+        overrides["store"] = (Path.cwd() / "fasdl-runs").as_uri()
+    return JobConfig.from_payload(base, **overrides)
+
+
 def run(args: argparse.Namespace) -> int:
-    raise NotImplementedError("fasdl train is not built yet")
+    cfg = config_from_args(args)
+    summary = run_with_progress(cfg, show=not args.no_progress)
+    if args.json:
+        print(json.dumps(summary.to_dict()))
+    else:
+        print_summary(summary)
+    return 0
+
+
+def run_with_progress(cfg: JobConfig, *, show: bool = True):  # noqa: ANN201
+    from tqdm import tqdm
+
+    from fasdl.kreduce.coordinator import ProgressUpdate, run_job
+
+    bar = tqdm(total=None, unit="it", desc=cfg.job_id, disable=not show, file=sys.stderr, dynamic_ncols=True)
+
+    def update(p: ProgressUpdate) -> None:
+        if bar.total is None:
+            bar.reset(total=p.total_iterations)
+        bar.n = p.iteration
+        bar.set_postfix(
+            epoch=p.epoch + 1,
+            loss=f"{p.loss:.3f}" if p.loss is not None else "-",
+            s_it=f"{p.seconds_per_iteration:.2f}" if p.seconds_per_iteration else "-",
+            cost=f"${p.cost_usd:.5f}",
+            round=p.round,
+        )
+
+    try:
+        return run_job(cfg, progress=update)
+    finally:
+        bar.close()
+
+
+def print_summary(s) -> None:  # noqa: ANN001
+    c = s.config
+    req = ", ".join(f"{k} {v:,}" for k, v in s.requests.items())
+    acc = f"{100 * s.test_accuracy:.2f} %" if s.test_accuracy is not None else "n/a"
+    lines = [
+        f"job {s.job_id}: {c['model']} on {c['dataset']}, W={c['num_workers']} K={c['num_aggregators']} "
+        f"B={c['batch_size_agg']} A={c['batch_size_wor']}, {c['memory_mb']} MB, {c['pattern']}",
+        f"  iterations      {s.iterations} ({s.iterations_per_epoch}/epoch, {s.rounds} invocation round(s), {s.invocations} invocations)",
+        f"  wall time       {s.wall_time_s:.1f} s",
+        f"  train / comm    {s.train_time_s:.1f} s / {s.comm_time_s:.1f} s per worker",
+        f"  billed          {s.billed_gb_s:.2f} GB-s",
+        f"  requests        {req}",
+        f"  cost            ${s.cost_usd['total']:.6f} (functions ${s.cost_usd['functions']:.6f}, storage ${s.cost_usd['storage']:.6f})",
+        f"  final loss      {s.final_loss:.4f}" if s.final_loss is not None else "  final loss      n/a",
+        f"  test accuracy   {acc}",
+        f"  outputs         {s.outputs['store']}/{s.outputs['model']} (model), {s.outputs['summary']}, {s.outputs['logs']}",
+    ]
+    print("\n".join(lines))

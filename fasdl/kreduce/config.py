@@ -1,0 +1,189 @@
+"""The job: a frozen, validated description of one K-Reduce training run.
+
+It is built from CLI flags, from a JSON file of the same fields, from the seed's trigger payload
+(``from_payload``) or from the optimizer's plan; raw dicts stop here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fasdl.errors import InvalidInput
+from fasdl.platform.limits import check_memory_mb, check_timeout_s
+
+PATTERNS = ("kreduce", "scatter_reduce", "allreduce")
+
+# The seed's trigger payload field -> our field.
+SEED_FIELDS = {
+    "train_net": "model",
+    "pattern_k": "num_aggregators",
+    "num_workers": "num_workers",
+    "batch_size_wor": "batch_size_wor",
+    "batch_size_agg": "batch_size_agg",
+    "epochs": "epochs",
+    "l_r": "lr",
+    "memory": "memory_mb",
+    "func_time": "func_time_s",
+    "seed": "seed",
+    "tmp_bucket": "tmp_prefix",
+    "merged_bucket": "merged_prefix",
+    "partition_bucket": "partition_prefix",
+    "data_bucket": "data_prefix",
+    "output_bucket": "output_prefix",
+}
+_INT_FIELDS = {"num_aggregators", "num_workers", "batch_size_wor", "batch_size_agg", "epochs", "memory_mb", "seed"}
+_FLOAT_FIELDS = {"lr", "func_time_s", "momentum", "weight_decay", "comm_timeout_s"}
+_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def new_job_id() -> str:
+    return "job-" + secrets.token_hex(4)
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobConfig:
+    model: str = "cnn"
+    dataset: str = "synthetic"
+    num_workers: int = 4
+    num_aggregators: int = 2
+    batch_size_agg: int = 32
+    batch_size_wor: int = 32
+    epochs: int = 1
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    memory_mb: int = 1769
+    func_time_s: float = 900.0
+    seed: int = 0
+    pattern: str = "kreduce"
+    store: str = field(default_factory=lambda: (Path.cwd() / "fasdl-runs").as_uri())
+    platform: str = "local"
+    job_id: str = field(default_factory=new_job_id)
+    data_prefix: str = "data"
+    partition_prefix: str = "partition"
+    tmp_prefix: str = "tmp"
+    merged_prefix: str = "merged"
+    output_prefix: str = "output"
+    comm_timeout_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- validation (everything that can be checked without the data) ---------------------------
+    def validate(self) -> None:
+        for name in ("num_workers", "num_aggregators", "batch_size_agg", "batch_size_wor", "epochs", "seed", "memory_mb"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise InvalidInput(name, f"{v!r} is not an integer")
+        if self.pattern not in PATTERNS:
+            raise InvalidInput("pattern", f"unknown pattern {self.pattern!r}", f"known: {', '.join(PATTERNS)}")
+        if self.num_workers < 1:
+            raise InvalidInput("num_workers", f"{self.num_workers} is below 1", "use at least one worker")
+        if self.num_aggregators < 1:
+            raise InvalidInput("pattern_k", f"K = {self.num_aggregators} is below 1", "use at least one aggregator")
+        if self.num_aggregators > self.num_workers:
+            raise InvalidInput(
+                "pattern_k",
+                f"K = {self.num_aggregators} aggregators is more than W = {self.num_workers} workers",
+                "K must be between 1 and the number of workers",
+            )
+        for name in ("batch_size_agg", "batch_size_wor"):
+            if getattr(self, name) < 1:
+                raise InvalidInput(name, f"{getattr(self, name)} is below 1", "a batch holds at least one sample")
+        if self.epochs < 1:
+            raise InvalidInput("epochs", f"{self.epochs} is below 1", "train for at least one epoch")
+        if not self.lr > 0:
+            raise InvalidInput("l_r", f"learning rate {self.lr} is not positive")
+        check_memory_mb(self.memory_mb, "memory")
+        check_timeout_s(self.func_time_s, "func_time")
+        if not _JOB_ID.match(self.job_id):
+            raise InvalidInput("job_id", f"{self.job_id!r} is not a valid job id", "letters, digits, '.', '_' and '-', up to 64")
+        for name in ("data_prefix", "partition_prefix", "tmp_prefix", "merged_prefix", "output_prefix"):
+            v = getattr(self, name)
+            if not v or v.startswith("/") or ".." in v.split("/"):
+                raise InvalidInput(name, f"{v!r} is not a relative prefix")
+        if self.comm_timeout_s <= 0:
+            raise InvalidInput("comm_timeout", f"{self.comm_timeout_s} s is not positive")
+        from fasdl.models import check_model_name
+
+        check_model_name(self.model)
+
+    # -- derived --------------------------------------------------------------------------------
+    def resolved(self) -> JobConfig:
+        """Apply the pattern: ScatterReduce is K = W with equal batches, AllReduce is K = 1."""
+        if self.pattern == "scatter_reduce":
+            return dataclasses.replace(self, num_aggregators=self.num_workers, batch_size_wor=self.batch_size_agg)
+        if self.pattern == "allreduce":
+            return dataclasses.replace(self, num_aggregators=1)
+        return self
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        k = self.num_aggregators
+        return [self.batch_size_agg] * k + [self.batch_size_wor] * (self.num_workers - k)
+
+    @property
+    def global_batch(self) -> int:
+        return sum(self.batch_sizes)
+
+    # -- (de)serialisation ----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> JobConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise InvalidInput("job", f"unknown field(s) {', '.join(unknown)}", f"known: {', '.join(sorted(known))}")
+        return cls(**{k: _coerce(k, v) for k, v in d.items()})
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], **overrides: Any) -> JobConfig:
+        """The seed's trigger payload (its field names, values often strings) plus overrides."""
+        d: dict[str, Any] = {}
+        for k, v in payload.items():
+            if k in SEED_FIELDS:
+                d[SEED_FIELDS[k]] = v
+            elif k in {f.name for f in dataclasses.fields(cls)}:
+                d[k] = v
+            # Plan extras (predicted_time_s, breakdown, ...) and unknown seed extras are ignored.
+        if "data_bucket" in payload and "dataset" not in payload and "dataset" not in overrides:
+            d["dataset"] = "cifar10:@data"  # the seed keeps the CIFAR-10 batch files in data_bucket
+        d.update({k: v for k, v in overrides.items() if v is not None})
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: _coerce(k, v) for k, v in d.items() if k in known})
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """The seed's payload carries numbers as strings ("pattern_k": "2"); accept both."""
+    try:
+        if name in _INT_FIELDS and isinstance(value, str | float) and not isinstance(value, bool):
+            f = float(value)
+            if f != int(f):
+                raise ValueError
+            return int(f)
+        if name in _FLOAT_FIELDS and isinstance(value, str | int) and not isinstance(value, bool):
+            return float(value)
+    except ValueError:
+        raise InvalidInput(name, f"{value!r} is not a number") from None
+    return value
+
+
+def read_job_file(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidInput("payload", f"no file {str(p)!r}")
+    try:
+        d = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise InvalidInput("payload", f"{p} is not JSON: {e}") from e
+    if not isinstance(d, dict):
+        raise InvalidInput("payload", f"{p} must hold a JSON object")
+    return d

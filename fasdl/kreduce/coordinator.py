@@ -1,0 +1,351 @@
+"""The coordinator (the seed's FasDL trigger): validate, partition, invoke, follow, collect.
+
+It runs where the user runs ``fasdl train``. It validates the job and loads the data before
+anything is written or invoked, stores one compact partition per worker, invokes the W workers
+asynchronously, holds the start barrier of every round, follows progress, re-invokes the
+workers after each checkpoint until training ends, and collects logs, model and cost. If one
+worker fails or the time runs out, it stops the others and says which worker and why.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from fasdl.data import ArrayDataset, dataset_to_bytes, load_dataset, partition_dataset
+from fasdl.errors import FasdlError, InvalidInput, ObjectNotFound
+from fasdl.kreduce.config import JobConfig
+from fasdl.kreduce.keys import Keys
+from fasdl.kreduce.worker import make_model
+from fasdl.platform import Invocation, Platform, State, open_platform
+from fasdl.pricing import Prices, load_prices
+from fasdl.store import ObjectStore, open_store
+from fasdl.store.base import REQUEST_KINDS
+
+WORKER_HANDLER = "kreduce_worker"
+START_SLACK_S = 120.0  # how long a round may take to start all its functions
+
+
+class JobFailed(FasdlError):
+    pass
+
+
+@dataclass(frozen=True)
+class ProgressUpdate:
+    iteration: int
+    total_iterations: int
+    epoch: int
+    loss: float | None
+    seconds_per_iteration: float | None
+    cost_usd: float
+    round: int
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    job_id: str
+    config: dict[str, Any]
+    wall_time_s: float
+    train_time_s: float
+    comm_time_s: float
+    billed_gb_s: float
+    invocations: int
+    rounds: int
+    requests: dict[str, int]
+    cost_usd: dict[str, float]
+    test_accuracy: float | None
+    final_loss: float | None
+    iterations: int
+    iterations_per_epoch: int
+    samples: int
+    outputs: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    """Everything validated and computed before the first write."""
+
+    cfg: JobConfig
+    store: ObjectStore
+    train: ArrayDataset
+    test: ArrayDataset
+    partitions: list[ArrayDataset]
+    iterations_per_epoch: int
+
+    @property
+    def total_iterations(self) -> int:
+        return self.iterations_per_epoch * self.cfg.epochs
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "total_iterations": self.total_iterations,
+            "num_classes": int(self.train.num_classes),
+            "input_shape": [int(s) for s in self.train.x.shape[1:]],
+        }
+
+
+def prepare(cfg: JobConfig, *, platform_name: str | None = None) -> PreparedJob:
+    """Validate the job against its data. Raises InvalidInput; writes nothing."""
+    cfg = cfg.resolved()
+    platform_name = platform_name or cfg.platform
+    if cfg.store.startswith("memory://") and platform_name == "local":
+        raise InvalidInput(
+            "store", "a memory:// store lives inside one process; local functions are separate processes",
+            "use file:// or s3:// with --platform local, or --platform inline",
+        )
+    store = open_store(cfg.store)
+    if cfg.dataset == "cifar10:@data":
+        from fasdl.data import load_cifar10
+
+        data_store = store.scoped(cfg.data_prefix)
+        train, test = load_cifar10(data_store, train=True), load_cifar10(data_store, train=False)
+    else:
+        train, test = load_dataset(cfg.dataset, seed=cfg.seed)
+    n = len(train.y)
+    if cfg.global_batch > n:
+        raise InvalidInput(
+            "batch_size_agg",
+            f"the global batch K*B + (W-K)*A = {cfg.global_batch} is larger than the {n} training samples",
+            "use smaller batches or fewer workers",
+        )
+    partitions = partition_dataset(train, cfg.batch_sizes, seed=cfg.seed)
+    iterations_per_epoch = n // cfg.global_batch
+    return PreparedJob(cfg, store, train, test, partitions, iterations_per_epoch)
+
+
+def run_job(
+    cfg: JobConfig,
+    *,
+    platform: Platform | None = None,
+    progress: Callable[[ProgressUpdate], None] | None = None,
+    prices: Prices | None = None,
+) -> JobSummary:
+    job = prepare(cfg, platform_name=platform.name if platform else None)
+    cfg, store = job.cfg, job.store
+    prices = prices or load_prices()
+    keys = Keys.for_job(cfg)
+    if store.exists(keys.summary()) or store.list(keys.output):
+        raise InvalidInput("job_id", f"job {cfg.job_id!r} already has outputs in {store.url}", "choose another --job-id")
+    own_platform = platform is None
+    platform = platform or open_platform(cfg.platform, concurrency=max(1000, cfg.num_workers))
+    if platform.concurrency < cfg.num_workers:
+        raise InvalidInput(
+            "num_workers", f"{cfg.num_workers} workers need to run at once, the platform allows {platform.concurrency}"
+        )
+    t_start = time.time()
+    results: list[dict[str, Any]] = []
+    rounds = 0
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda w: store.put(keys.partition_of(w), dataset_to_bytes(job.partitions[w])), range(cfg.num_workers)))
+        done = 0
+        while done < job.total_iterations:
+            round_results = _run_round(platform, store, keys, job, rounds, done, t_start, prices, progress)
+            last = {r["last_iteration"] for r in round_results}
+            if len(last) != 1:
+                raise JobFailed(f"workers stopped at different iterations {sorted(last)} in round {rounds}")
+            new_done = last.pop()
+            if new_done <= done:
+                raise InvalidInput(
+                    "func_time",
+                    f"{cfg.func_time_s:g} s is too short for one iteration (round {rounds} made no progress)",
+                    "raise --func-time",
+                )
+            done = new_done
+            results.extend(round_results)
+            rounds += 1
+        summary = _summarise(job, keys, platform, results, rounds, t_start, prices)
+        store.put(keys.summary(), json.dumps(summary.to_dict(), indent=2).encode())
+        return summary
+    except BaseException:
+        platform.shutdown()
+        raise
+    finally:
+        _write_invocations(store, keys, platform)
+        _cleanup(store, keys)
+        if own_platform:
+            platform.shutdown()
+
+
+def _run_round(
+    platform: Platform,
+    store: ObjectStore,
+    keys: Keys,
+    job: PreparedJob,
+    rnd: int,
+    done: int,
+    t_start: float,
+    prices: Prices,
+    progress: Callable[[ProgressUpdate], None] | None,
+) -> list[dict[str, Any]]:
+    cfg = job.cfg
+    payload = {"job": cfg.to_dict(), "round": rnd, "meta": job.meta()}
+    invs = [
+        platform.invoke(WORKER_HANDLER, {**payload, "worker": w}, memory_mb=cfg.memory_mb, timeout_s=cfg.func_time_s)
+        for w in range(cfg.num_workers)
+    ]
+    # Start barrier: every worker says it is ready; then one go, with the earliest deadline.
+    arrived: dict[int, float] = {}
+    delay = 0.01
+    barrier_deadline = time.monotonic() + START_SLACK_S
+    while len(arrived) < cfg.num_workers:
+        _check_failures(invs, f"starting round {rnd}")
+        for w in range(cfg.num_workers):
+            if w not in arrived:
+                try:
+                    arrived[w] = float(json.loads(store.get(keys.arrived(rnd, w)))["deadline"])
+                except ObjectNotFound:
+                    pass
+        if len(arrived) < cfg.num_workers:
+            if time.monotonic() > barrier_deadline:
+                missing = sorted(set(range(cfg.num_workers)) - set(arrived))
+                raise JobFailed(f"round {rnd}: workers {missing} did not start within {START_SLACK_S:.0f} s")
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.25)
+    store.put(keys.go(rnd), json.dumps({"deadline": min(arrived.values())}).encode())
+
+    # Follow progress until every invocation of the round has finished.
+    round_deadline = time.monotonic() + cfg.func_time_s + START_SLACK_S
+    last_seen = done
+    rate_t0, rate_it0 = time.monotonic(), done
+    while True:
+        _check_failures(invs, f"round {rnd}")
+        pending = [inv for inv in invs if not inv.done()]
+        if progress is not None:
+            try:
+                p = json.loads(store.get(keys.progress()))
+            except ObjectNotFound:
+                p = None
+            if p and p["iteration"] > last_seen:
+                last_seen = p["iteration"]
+                elapsed = time.monotonic() - rate_t0
+                progress(
+                    ProgressUpdate(
+                        iteration=p["iteration"],
+                        total_iterations=job.total_iterations,
+                        epoch=p["epoch"],
+                        loss=p["loss"],
+                        seconds_per_iteration=elapsed / (last_seen - rate_it0) if last_seen > rate_it0 else None,
+                        cost_usd=_function_cost_so_far(platform, prices),
+                        round=rnd,
+                    )
+                )
+        if not pending:
+            break
+        if time.monotonic() > round_deadline:
+            raise JobFailed(f"round {rnd}: workers still running {cfg.func_time_s + START_SLACK_S:.0f} s after start")
+        try:
+            pending[0].wait(0.5)
+        except TimeoutError:
+            pass
+    return [inv.result() for inv in invs]
+
+
+def _check_failures(invs: list[Invocation], during: str) -> None:
+    for w, inv in enumerate(invs):
+        if inv.done() and inv.state is not State.SUCCEEDED:
+            detail = inv.error or inv.state.value
+            raise JobFailed(f"worker {w} {inv.state.value} during {during}: {detail}")
+
+
+def _function_cost_so_far(platform: Platform, prices: Prices) -> float:
+    now = time.time()
+    gb_s = 0.0
+    for inv in platform.invocations:
+        if inv.done():
+            gb_s += inv.memory_mb / 1024 * inv.billed_ms / 1000
+        elif inv.started_at is not None:
+            gb_s += inv.memory_mb / 1024 * (now - inv.started_at)
+    return prices.function_cost(gb_s, len(platform.invocations))
+
+
+def _summarise(
+    job: PreparedJob, keys: Keys, platform: Platform, results: list[dict[str, Any]], rounds: int, t_start: float, prices: Prices
+) -> JobSummary:
+    cfg, store = job.cfg, job.store
+    wall = time.time() - t_start
+    records = platform.records()
+    billed_gb_s = sum(r.gb_s for r in records)
+    requests = {k: 0 for k in REQUEST_KINDS}
+    for r in results:
+        for k, v in r["requests"].items():
+            requests[k] += v
+    # The coordinator's own requests (partitions, barrier, progress) are part of the job too.
+    for k, v in store.requests.items():
+        requests[k] += v
+    functions = prices.function_cost(billed_gb_s, len(records))
+    storage = prices.storage_cost(requests)
+    W = cfg.num_workers
+    train_s = sum(r["train_s"] for r in results) / W
+    comm_s = sum(r["comm_s"] for r in results) / W
+    final = [r for r in results if r["worker"] == 0][-1]
+    acc = evaluate(job, store.get(keys.model()))
+    return JobSummary(
+        job_id=cfg.job_id,
+        config=cfg.to_dict(),
+        wall_time_s=round(wall, 3),
+        train_time_s=round(train_s, 3),
+        comm_time_s=round(comm_s, 3),
+        billed_gb_s=round(billed_gb_s, 4),
+        invocations=len(records),
+        rounds=rounds,
+        requests=requests,
+        cost_usd={"functions": functions, "storage": storage, "total": functions + storage},
+        test_accuracy=acc,
+        final_loss=final.get("final_loss"),
+        iterations=job.total_iterations,
+        iterations_per_epoch=job.iterations_per_epoch,
+        samples=len(job.train.y),
+        outputs={
+            "store": store.url,
+            "model": keys.model(),
+            "summary": keys.summary(),
+            "logs": keys.output + "logs/",
+            "invocations": keys.invocations(),
+        },
+    )
+
+
+def evaluate(job: PreparedJob, model_blob: bytes) -> float | None:
+    """Test accuracy of the final model, in this process."""
+    if len(job.test.y) == 0:
+        return None
+    import io
+
+    meta = job.meta()
+    model = make_model(job.cfg, meta["num_classes"], tuple(meta["input_shape"]))
+    model.load_state_dict(torch.load(io.BytesIO(model_blob), weights_only=True))
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(job.test.y), 500):
+            x = torch.from_numpy(np.ascontiguousarray(job.test.x[i : i + 500]))
+            pred = model(x).argmax(dim=1).numpy()
+            correct += int((pred == job.test.y[i : i + 500]).sum())
+    return correct / len(job.test.y)
+
+
+def _write_invocations(store: ObjectStore, keys: Keys, platform: Platform) -> None:
+    try:
+        store.put(keys.invocations(), json.dumps([r.to_dict() for r in platform.records()], indent=1).encode())
+    except Exception:  # noqa: BLE001 - best effort while failing; the original error matters more
+        pass
+
+
+def _cleanup(store: ObjectStore, keys: Keys) -> None:
+    """Delete the job's communication objects, checkpoints and partitions (never another job's)."""
+    try:
+        for prefix in keys.scratch_prefixes():
+            store.delete(store.list(prefix))
+    except Exception:  # noqa: BLE001
+        pass

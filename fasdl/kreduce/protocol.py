@@ -1,0 +1,191 @@
+"""The K-Reduce collective, written once against ``ObjectStore``.
+
+W workers; workers 0..K-1 aggregate (batch B), the others train with batch A. In iteration t
+every worker puts the chunks of its vector it does not own; aggregator i waits for the W-1
+pieces of chunk i, averages them with its own weighted by batch size and puts the merged chunk;
+aggregators fetch the other K-1 merged chunks of t, non-aggregators fetch all K merged chunks of
+t-1 (one iteration stale, never waiting for the aggregation of t; in iteration 1 they keep their
+own weights). K = W with equal batches is ScatterReduce, K = 1 AllReduce.
+
+Why weight by batch size: after one SGD step from the same weights, the batch-size-weighted mean
+of the workers' weights equals one step on the union of their batches (the mean loss gradient of
+the global batch), which is what an equal-batch average computes when batches are equal.
+
+Every merged chunk carries a small header with the iteration and the agreed stop iteration
+(decided by aggregator 0), so all workers learn where to checkpoint without extra requests.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fasdl.errors import CommunicationTimeout, WaitTimeout
+from fasdl.kreduce.flat import chunk_bounds
+from fasdl.kreduce.keys import Keys
+from fasdl.store.base import ObjectStore
+
+_HEADER = struct.Struct("<4sqq")  # magic, iteration, stop_at (0: not decided)
+_MAGIC = b"FKR1"
+
+
+def merge_weights(batch_sizes: list[int]) -> np.ndarray:
+    """Each worker's weight in the average: its share of the global batch."""
+    b = np.asarray(batch_sizes, dtype=np.float64)
+    return (b / b.sum()).astype(np.float32)
+
+
+def weighted_sum(parts: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """sum_w weights[w] * parts[w], accumulated in worker order (the reference does the same)."""
+    acc = np.multiply(parts[0], weights[0], dtype=np.float32)
+    tmp = np.empty_like(acc)
+    for w in range(1, len(parts)):
+        np.multiply(parts[w], weights[w], out=tmp)
+        acc += tmp
+    return acc
+
+
+def encode_merged(iteration: int, stop_at: int, values: np.ndarray) -> bytes:
+    return _HEADER.pack(_MAGIC, iteration, stop_at) + values.astype(np.float32, copy=False).tobytes()
+
+
+def decode_merged(blob: bytes) -> tuple[int, int, np.ndarray]:
+    magic, iteration, stop_at = _HEADER.unpack_from(blob)
+    if magic != _MAGIC:
+        raise ValueError("not a K-Reduce merged chunk")
+    return iteration, stop_at, np.frombuffer(blob, dtype=np.float32, offset=_HEADER.size)
+
+
+@dataclass
+class Timings:
+    upload_s: float = 0.0
+    aggregate_s: float = 0.0
+    download_s: float = 0.0
+
+    @property
+    def comm_s(self) -> float:
+        return self.upload_s + self.aggregate_s + self.download_s
+
+
+@dataclass
+class ExchangeResult:
+    vector: np.ndarray | None  # the new model vector; None: keep your own (non-aggregator, t = 1)
+    stop_at: int  # 0 if not (yet) known
+    timings: Timings = field(default_factory=Timings)
+
+
+class KReduce:
+    """One worker's side of the collective. ``exchange`` runs steps 3-6 of an iteration."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        keys: Keys,
+        *,
+        worker: int,
+        batch_sizes: list[int],
+        num_aggregators: int,
+        numel: int,
+        timeout_s: float,
+        io_threads: int = 4,
+    ) -> None:
+        self.store = store
+        self.keys = keys
+        self.worker = worker
+        self.num_workers = len(batch_sizes)
+        self.k = num_aggregators
+        self.weights = merge_weights(batch_sizes)
+        self.bounds = chunk_bounds(numel, num_aggregators)
+        self.numel = numel
+        self.timeout_s = timeout_s
+        self._pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="kreduce-io")
+
+    @property
+    def is_aggregator(self) -> bool:
+        return self.worker < self.k
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def _wait(self, key: str, what: str) -> bytes:
+        try:
+            return self.store.wait(key, self.timeout_s, what=what, poll_max_s=0.02)
+        except WaitTimeout as e:
+            raise CommunicationTimeout(f"worker {self.worker}: {e}") from None
+
+    def exchange(self, t: int, vec: np.ndarray, *, stop_at: int = 0) -> ExchangeResult:
+        """Send this worker's vector of iteration ``t`` and return what it continues from.
+
+        ``stop_at`` is only used by aggregator 0, which writes it into its merged chunk.
+        """
+        tm = Timings()
+        w, k = self.worker, self.k
+        # 3. put every chunk this worker does not own
+        t0 = time.perf_counter()
+        sends = [c for c in range(k) if c != w]
+        list(self._pool.map(lambda c: self.store.put(self.keys.piece(t, c, w), self._slice(vec, c).tobytes()), sends))
+        tm.upload_s = time.perf_counter() - t0
+
+        if not self.is_aggregator:
+            # 5. non-aggregators: the merged model of t-1, one iteration stale
+            if t == 1:
+                return ExchangeResult(None, 0, tm)
+            t0 = time.perf_counter()
+            new = np.empty(self.numel, dtype=np.float32)
+            stop = self._fetch_merged(t - 1, list(range(k)), new)
+            tm.download_s = time.perf_counter() - t0
+            return ExchangeResult(new, stop, tm)
+
+        # 4. aggregate chunk w: wait for the W-1 pieces, average with weights, put the merged chunk
+        t0 = time.perf_counter()
+        others = [s for s in range(self.num_workers) if s != w]
+        blobs = list(
+            self._pool.map(
+                lambda s: self._wait(self.keys.piece(t, w, s), f"chunk {w} of iteration {t} from worker {s}"), others
+            )
+        )
+        parts: list[np.ndarray] = [np.empty(0, np.float32)] * self.num_workers
+        parts[w] = self._slice(vec, w)
+        for s, blob in zip(others, blobs, strict=True):
+            parts[s] = np.frombuffer(blob, dtype=np.float32)
+        merged = weighted_sum(parts, self.weights)
+        my_stop = stop_at if w == 0 else 0
+        self.store.put(self.keys.merged_chunk(t, w), encode_merged(t, my_stop, merged))
+        # Pieces of t are consumed. Merged chunk w of t-2 was read by the aggregators in t-2 and
+        # by the non-aggregators in t-1, all of whom have sent their pieces of t since.
+        done = [self.keys.piece(t, w, s) for s in others]
+        if t > 2:
+            done.append(self.keys.merged_chunk(t - 2, w))
+        self.store.delete(done)
+        tm.aggregate_s = time.perf_counter() - t0
+
+        # 5. fetch the other K-1 merged chunks of t
+        t0 = time.perf_counter()
+        out = np.empty(self.numel, dtype=np.float32)
+        a, b = self.bounds[w]
+        out[a:b] = merged
+        stop = self._fetch_merged(t, [c for c in range(k) if c != w], out)
+        tm.download_s = time.perf_counter() - t0
+        return ExchangeResult(out, stop_at if w == 0 else stop, tm)
+
+    def _slice(self, vec: np.ndarray, c: int) -> np.ndarray:
+        a, b = self.bounds[c]
+        return vec[a:b]
+
+    def _fetch_merged(self, t: int, chunks: list[int], out: np.ndarray) -> int:
+        """Get merged chunks of iteration ``t`` into ``out``; return the stop iteration (chunk 0's)."""
+        blobs = list(self._pool.map(lambda c: self._wait(self.keys.merged_chunk(t, c), f"merged chunk {c} of iteration {t}"), chunks))
+        stop = 0
+        for c, blob in zip(chunks, blobs, strict=True):
+            it, stop_c, values = decode_merged(blob)
+            if it != t:
+                raise RuntimeError(f"merged chunk {c}: expected iteration {t}, found {it}")
+            a, b = self.bounds[c]
+            out[a:b] = values
+            if c == 0:
+                stop = stop_c
+        return stop

@@ -1,0 +1,43 @@
+"""A serial reference of K-Reduce: all W workers in one loop, whole vectors, no store.
+
+It applies the same rule as the protocol (aggregators continue from merged(t), non-aggregators
+from merged(t-1), keeping their own weights in iteration 1) and is what the distributed run is
+tested against.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from fasdl.data import ArrayDataset
+from fasdl.kreduce.config import JobConfig
+from fasdl.kreduce.flat import ModelVector
+from fasdl.kreduce.protocol import merge_weights, weighted_sum
+from fasdl.kreduce.worker import batch_indices, make_model, make_optimizer, train_step
+
+
+def reference_run(cfg: JobConfig, partitions: list[ArrayDataset], meta: dict, iterations: int) -> np.ndarray:
+    """The model vector that aggregator 0 holds after ``iterations`` iterations."""
+    cfg = cfg.resolved()
+    W, K = cfg.num_workers, cfg.num_aggregators
+    models = [make_model(cfg, meta["num_classes"], tuple(meta["input_shape"])) for _ in range(W)]
+    vecs = [ModelVector.attach(m) for m in models]
+    opts = [make_optimizer(cfg, m) for m in models]
+    data = [(torch.from_numpy(p.x), torch.from_numpy(p.y)) for p in partitions]
+    weights = merge_weights(cfg.batch_sizes)
+    previous: np.ndarray | None = None
+    merged = vecs[0].numpy().copy()
+    for t in range(1, iterations + 1):
+        for w in range(W):
+            x, y = data[w]
+            _, idx = batch_indices(len(y), cfg.batch_sizes[w], t, cfg.seed, w)
+            train_step(models[w], opts[w], x[idx], y[idx])
+        merged = weighted_sum([v.numpy().copy() for v in vecs], weights)
+        for w in range(W):
+            if w < K:
+                vecs[w].load(merged)
+            elif previous is not None:
+                vecs[w].load(previous)
+        previous = merged
+    return merged

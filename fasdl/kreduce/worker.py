@@ -1,0 +1,193 @@
+"""The FasDL worker: a Lambda-style handler that trains its partition with K-Reduce.
+
+One invocation trains from where the last one stopped until the stop iteration that aggregator 0
+announces (when its function is about to run out of time) or the end of training, then saves a
+checkpoint. With the same seed, stopping and resuming gives exactly the weights of a run that
+never stops: the data order is a pure function of (seed, worker, epoch), and the checkpoint holds
+the weights and the optimizer's momentum.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fasdl.data import dataset_from_bytes, epoch_order
+from fasdl.kreduce.config import JobConfig
+from fasdl.kreduce.flat import ModelVector
+from fasdl.kreduce.keys import Keys
+from fasdl.kreduce.protocol import KReduce
+from fasdl.models import build_model
+from fasdl.store import open_store
+
+PROGRESS_EVERY_S = 1.0
+
+
+@dataclass
+class IterationLog:
+    iteration: int
+    epoch: int
+    loss: float
+    train_s: float
+    upload_s: float
+    aggregate_s: float
+    download_s: float
+    iteration_s: float
+
+
+def make_model(cfg: JobConfig, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
+    """The same initial weights on every worker: seeded from the job's seed."""
+    torch.manual_seed(cfg.seed)
+    return build_model(cfg.model, num_classes=num_classes, input_shape=input_shape)
+
+
+def make_optimizer(cfg: JobConfig, model: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> float:
+    model.train()
+    opt.zero_grad(set_to_none=True)
+    loss = nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+    return float(loss.detach())
+
+
+def batch_indices(num_samples: int, batch_size: int, iteration: int, seed: int, worker: int) -> tuple[int, np.ndarray]:
+    """Epoch and sample indices of global iteration ``iteration`` (1-based) for one worker."""
+    iters_per_epoch = num_samples // batch_size
+    epoch, j = divmod(iteration - 1, iters_per_epoch)
+    order = epoch_order(num_samples, epoch, seed * 1_000_003 + worker)
+    return epoch, order[j * batch_size : (j + 1) * batch_size]
+
+
+def save_checkpoint(iteration: int, vec: ModelVector, opt: torch.optim.Optimizer) -> bytes:
+    buf = io.BytesIO()
+    torch.save({"iteration": iteration, "vector": vec.flat.clone(), "optimizer": opt.state_dict()}, buf)
+    return buf.getvalue()
+
+
+def load_checkpoint(blob: bytes, vec: ModelVector, opt: torch.optim.Optimizer) -> int:
+    state = torch.load(io.BytesIO(blob), weights_only=True)
+    vec.flat.copy_(state["vector"])
+    opt.load_state_dict(state["optimizer"])
+    return int(state["iteration"])
+
+
+def state_dict_bytes(model: nn.Module) -> bytes:
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.getvalue()
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Lambda entry point. ``event``: {"job": JobConfig dict, "worker": w, "round": r, "meta": {...}}."""
+    started = time.monotonic()
+    cfg = JobConfig.from_dict(event["job"])
+    w, rnd, meta = int(event["worker"]), int(event["round"]), event["meta"]
+    total_iterations = int(meta["total_iterations"])
+    store = open_store(cfg.store)
+    keys = Keys.for_job(cfg)
+    batch = cfg.batch_sizes[w]
+
+    data = dataset_from_bytes(store.get(keys.partition_of(w)))
+    x_all = torch.from_numpy(np.ascontiguousarray(data.x))
+    y_all = torch.from_numpy(np.ascontiguousarray(data.y))
+    model = make_model(cfg, int(meta["num_classes"]), tuple(meta["input_shape"]))
+    vec = ModelVector.attach(model)
+    opt = make_optimizer(cfg, model)
+    done = load_checkpoint(store.get(keys.checkpoint(w)), vec, opt) if rnd > 0 else 0
+
+    comm = KReduce(
+        store,
+        keys,
+        worker=w,
+        batch_sizes=cfg.batch_sizes,
+        num_aggregators=cfg.num_aggregators,
+        numel=vec.numel,
+        timeout_s=cfg.comm_timeout_s,
+    )
+    # Start barrier: say we are here (with our deadline), wait for the coordinator's go, which
+    # carries the earliest deadline of all workers: the stop is planned against it.
+    my_deadline = time.time() + context.get_remaining_time_in_millis() / 1000
+    store.put(keys.arrived(rnd, w), json.dumps({"deadline": my_deadline}).encode())
+    go = json.loads(store.wait(keys.go(rnd), cfg.comm_timeout_s, what=f"the coordinator's start signal of round {rnd}"))
+    deadline = float(go["deadline"])
+    setup_s = time.monotonic() - started
+
+    logs: list[IterationLog] = []
+    stop_at = total_iterations
+    announced = 0
+    last_progress = 0.0
+    t = done
+    try:
+        while t < min(stop_at, total_iterations):
+            t += 1
+            it0 = time.perf_counter()
+            epoch, idx = batch_indices(len(y_all), batch, t, cfg.seed, w)
+            loss = train_step(model, opt, x_all[idx], y_all[idx])
+            train_s = time.perf_counter() - it0
+
+            if w == 0 and not announced:
+                announced = _plan_stop(t, logs, train_s, deadline, cfg.func_time_s)
+            res = comm.exchange(t, vec.numpy(), stop_at=announced)
+            if res.vector is not None:
+                vec.load(res.vector)
+            if res.stop_at >= t:  # an announcement of an earlier round names an iteration before t
+                stop_at = res.stop_at
+            tm = res.timings
+            logs.append(
+                IterationLog(t, epoch, loss, train_s, tm.upload_s, tm.aggregate_s, tm.download_s, time.perf_counter() - it0)
+            )
+            if w == 0 and (time.monotonic() - last_progress >= PROGRESS_EVERY_S or t == total_iterations):
+                last_progress = time.monotonic()
+                store.put(keys.progress(), json.dumps({"iteration": t, "epoch": epoch, "loss": loss, "time": time.time()}).encode())
+    finally:
+        comm.close()
+
+    c0 = time.perf_counter()
+    finished = t >= total_iterations
+    if finished:
+        if w == 0:
+            store.put(keys.model(), state_dict_bytes(model))
+    else:
+        store.put(keys.checkpoint(w), save_checkpoint(t, vec, opt))
+    checkpoint_s = time.perf_counter() - c0
+    store.put(keys.worker_log(w, rnd), "\n".join(json.dumps(asdict(r)) for r in logs).encode())
+    return {
+        "worker": w,
+        "round": rnd,
+        "first_iteration": done + 1,
+        "last_iteration": t,
+        "finished": finished,
+        "setup_s": setup_s,
+        "checkpoint_s": checkpoint_s,
+        "train_s": sum(r.train_s for r in logs),
+        "comm_s": sum(r.upload_s + r.aggregate_s + r.download_s for r in logs),
+        "final_loss": logs[-1].loss if logs else None,
+        "requests": store.requests,
+    }
+
+
+def _plan_stop(t: int, logs: list[IterationLog], train_s: float, deadline: float, func_time_s: float) -> int:
+    """Aggregator 0's decision, made while putting merged chunk 0 of iteration t.
+
+    Announced in merged(t), the stop is seen by the aggregators in t and by the non-aggregators
+    in t+1, so the earliest stop is t+1. Stop there if one more iteration after this one, a
+    checkpoint and a margin would not fit before the earliest deadline of all workers.
+    """
+    recent = [r.iteration_s for r in logs[-5:]]
+    iteration_s = max([*recent, 2 * train_s])  # before any full iteration: guess comm = train
+    margin_s = max(1.0, 0.05 * func_time_s)  # the checkpoint and the slowest worker's lag
+    remaining = deadline - time.time()
+    if remaining < 2 * 1.25 * iteration_s + margin_s:
+        return t + 1
+    return 0
