@@ -1,0 +1,260 @@
+"""The profile file: one row per (memory, batch size) run, written as each run finishes.
+
+Our format is a CSV with the header ``PROFILE_COLUMNS``; empty cells are "not measured". The
+seed's ``profiling.txt`` (one run a line: batch size, memory, train time, trans time, separated
+by spaces) reads too, so existing profiles carry over; it knows nothing of the model's size.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from fasdl.errors import InvalidInput
+from fasdl.platform.limits import check_memory_mb
+
+STATUSES = ("ok", "out_of_memory", "failed")
+PROFILE_COLUMNS = (
+    "memory_mb",
+    "batch_size",
+    "train_s",
+    "trans_s",
+    "peak_memory_mb",
+    "billed_ms",
+    "status",
+    "model",
+    "model_size_mb",
+    "num_params",
+)
+_REQUIRED_COLUMNS = ("memory_mb", "batch_size", "train_s", "trans_s")
+
+
+@dataclass(frozen=True)
+class ProfileSample:
+    """One run: the median training and transformation time per iteration at one configuration.
+
+    ``train_s`` and ``trans_s`` are required (> 0) when ``status`` is "ok"; a run that ran out of
+    memory or failed may leave them ``None``. ``model``, ``model_size_mb`` (the flattened
+    parameter vector K-Reduce sends) and ``num_params`` describe the model; the profiler repeats
+    them on every row so that a file stays self-describing however it was cut short.
+    """
+
+    memory_mb: int
+    batch_size: int
+    train_s: float | None
+    trans_s: float | None
+    peak_memory_mb: float | None = None
+    billed_ms: float | None = None
+    status: str = "ok"
+    model: str = ""
+    model_size_mb: float | None = None
+    num_params: int | None = None
+
+    def __post_init__(self) -> None:
+        # A whole float (1024.0) is accepted and stored as an int.
+        object.__setattr__(self, "memory_mb", check_memory_mb(self.memory_mb, "memory_mb"))
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise InvalidInput("batch_size", f"{self.batch_size!r} is not a positive whole number")
+        if self.status not in STATUSES:
+            raise InvalidInput("status", f"{self.status!r} is not a status", f"use one of {', '.join(STATUSES)}")
+        for name in ("train_s", "trans_s"):
+            value = getattr(self, name)
+            if value is None:
+                if self.status == "ok":
+                    raise InvalidInput(name, "missing on a run whose status is ok", "give the measured seconds")
+                continue
+            _check_positive(name, value, "times must be > 0 s")
+        for name in ("peak_memory_mb", "billed_ms", "model_size_mb"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_positive(name, value, "must be > 0")
+        if self.num_params is not None and (
+            isinstance(self.num_params, bool) or not isinstance(self.num_params, int) or self.num_params < 1
+        ):
+            raise InvalidInput("num_params", f"{self.num_params!r} is not a positive whole number")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def _check_positive(name: str, value: object, problem: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidInput(name, f"{value!r} is not a finite number")
+    if value <= 0:
+        raise InvalidInput(name, f"{value!r}: {problem}")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A whole profile file: its samples (every status) and what it says about the model."""
+
+    samples: tuple[ProfileSample, ...]
+    source: str
+    format: str  # "csv" | "seed"
+    model: str = ""
+    model_size_mb: float | None = None
+    num_params: int | None = None
+
+    @property
+    def ok_samples(self) -> tuple[ProfileSample, ...]:
+        return tuple(s for s in self.samples if s.ok)
+
+    def count(self, status: str) -> int:
+        return sum(1 for s in self.samples if s.status == status)
+
+
+def read_profile(path: str | Path) -> Profile:
+    """Read our profile CSV or the seed's ``profiling.txt``; the format is told by the first line."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInput("profile", f"no file {str(path)!r}", "give the CSV that `fasdl profile` wrote, or a profiling.txt")
+    text = path.read_text()
+    first = next((line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")), None)
+    if first is None:
+        raise InvalidInput("profile", f"{path} is empty", "profile the model first (`fasdl profile`)")
+    if "memory_mb" in first.split(","):
+        return _read_csv(text, str(path))
+    return _read_seed(text, str(path))
+
+
+def _read_csv(text: str, name: str) -> Profile:
+    reader = csv.DictReader(io.StringIO(text))
+    columns = reader.fieldnames or []
+    missing = [c for c in _REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise InvalidInput("profile", f"{name} lacks the columns {', '.join(missing)}", f"columns: {','.join(PROFILE_COLUMNS)}")
+    samples = []
+    for row in reader:
+        lineno = reader.line_num
+        if None in row:
+            raise InvalidInput("profile", f"{name} line {lineno}: more cells than the header has columns")
+        if not any((v or "").strip() for v in row.values()):
+            continue
+        try:
+            samples.append(_sample_from_cells(row))
+        except InvalidInput as e:
+            cut_short = lineno == len(text.splitlines()) and not text.endswith("\n")
+            fix = "the last row looks cut short by an interrupted run: delete it" if cut_short else e.fix
+            raise InvalidInput("profile", f"{name} line {lineno}: {e}", fix) from e
+    if not samples:
+        raise InvalidInput("profile", f"{name} has a header but no runs", "profile the model first (`fasdl profile`)")
+    return _profile(tuple(samples), name, "csv")
+
+
+def _sample_from_cells(row: dict[str, str]) -> ProfileSample:
+    def cell(c: str) -> str:
+        return (row.get(c) or "").strip()
+
+    def number(c: str) -> float | None:
+        v = cell(c)
+        if not v:
+            return None
+        try:
+            return float(v)
+        except ValueError as e:
+            raise InvalidInput(c, f"{v!r} is not a number") from e
+
+    def whole(c: str) -> int | None:
+        x = number(c)
+        if x is None:
+            return None
+        if not math.isfinite(x) or x != int(x):
+            raise InvalidInput(c, f"{cell(c)!r} is not a whole number")
+        return int(x)
+
+    memory_mb, batch_size = whole("memory_mb"), whole("batch_size")
+    if memory_mb is None or batch_size is None:
+        raise InvalidInput("memory_mb" if memory_mb is None else "batch_size", "empty")
+    return ProfileSample(
+        memory_mb=memory_mb,
+        batch_size=batch_size,
+        train_s=number("train_s"),
+        trans_s=number("trans_s"),
+        peak_memory_mb=number("peak_memory_mb"),
+        billed_ms=number("billed_ms"),
+        status=cell("status") or "ok",
+        model=cell("model"),
+        model_size_mb=number("model_size_mb"),
+        num_params=whole("num_params"),
+    )
+
+
+def _read_seed(text: str, name: str) -> Profile:
+    samples = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        cells = line.split()
+        if len(cells) != 4:
+            raise InvalidInput(
+                "profile",
+                f"{name} line {lineno}: {len(cells)} fields, the seed's profiling.txt has 4 "
+                "(batch size, memory, train time, trans time)",
+                f"or give a CSV whose header has {','.join(_REQUIRED_COLUMNS)}",
+            )
+        try:
+            batch, memory, train_s, trans_s = (float(c) for c in cells)
+        except ValueError as e:
+            raise InvalidInput("profile", f"{name} line {lineno}: {e}") from e
+        try:
+            for field, value in (("batch_size", batch), ("memory_mb", memory)):
+                if not math.isfinite(value) or value != int(value):
+                    raise InvalidInput(field, f"{value!r} is not a whole number")
+            samples.append(ProfileSample(int(memory), int(batch), train_s, trans_s))
+        except InvalidInput as e:
+            raise InvalidInput("profile", f"{name} line {lineno}: {e}", e.fix) from e
+    return _profile(tuple(samples), name, "seed")
+
+
+def _profile(samples: tuple[ProfileSample, ...], name: str, fmt: str) -> Profile:
+    described = {}
+    for attr in ("model", "model_size_mb", "num_params"):
+        values = {getattr(s, attr) for s in samples} - {None, ""}
+        if len(values) > 1:
+            shown = ", ".join(sorted(str(v) for v in values))
+            raise InvalidInput("profile", f"{name} mixes runs with different {attr}: {shown}", "profile one model per file")
+        described[attr] = values.pop() if values else None
+    return Profile(
+        samples,
+        name,
+        fmt,
+        model=described["model"] or "",
+        model_size_mb=described["model_size_mb"],
+        num_params=described["num_params"],
+    )
+
+
+def append_sample(path: str | Path, sample: ProfileSample) -> None:
+    """Append one run, writing the header first if the file is new; the row is on disk on return."""
+    path = Path(path)
+    new = not path.exists() or path.stat().st_size == 0
+    if not new:
+        with open(path, newline="") as f:
+            header = f.readline().strip()
+        if header != ",".join(PROFILE_COLUMNS):
+            raise InvalidInput(
+                "profile", f"{path} is not a fasdl profile CSV (its header is {header[:80]!r})", "write to a new file"
+            )
+    with open(path, "a", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        if new:
+            writer.writerow(PROFILE_COLUMNS)
+        writer.writerow(_cells(sample))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _cells(sample: ProfileSample) -> list[str]:
+    out = []
+    for f in fields(ProfileSample):
+        value = getattr(sample, f.name)
+        out.append("" if value is None else repr(value) if isinstance(value, float) else str(value))
+    return out
+
+
+assert tuple(f.name for f in fields(ProfileSample)) == PROFILE_COLUMNS
