@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fasdl.errors import InvalidInput
 from fasdl.transfer import PRESETS
 
 if TYPE_CHECKING:  # scipy and matplotlib load only when `fasdl fit` runs, not for every command
@@ -53,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
     from fasdl.profiler.coeffs_io import write_coeffs
     from fasdl.profiler.fit_report import fit_files
 
+    for flag, path in (("--out", args.out), ("--plot", args.plot)):
+        if path and not Path(path).resolve().parent.is_dir():
+            raise InvalidInput(flag, f"the directory of {path!r} does not exist", "create it first")
     report = fit_files(args.profile, transfer=args.transfer, model_size_mb=args.model_size_mb, num_params=args.num_params)
     if args.plot:
         from fasdl.profiler.plot import plot_fit

@@ -110,3 +110,10 @@ def test_help_and_missing_out(tmp_path):
         assert flag in r.stdout
     r = fasdl("fit", "profile.csv", cwd=tmp_path)
     assert r.returncode == 2 and "--out" in r.stderr
+
+
+def test_output_into_a_missing_directory_is_a_user_error(tmp_path, profile, capsys):
+    assert main(["fit", str(profile), "--out", str(tmp_path / "no" / "c.json")]) == 2
+    assert "--out: the directory" in capsys.readouterr().err
+    assert main(["fit", str(profile), "--out", str(tmp_path / "c.json"), "--plot", str(tmp_path / "no" / "f.png")]) == 2
+    assert not (tmp_path / "c.json").exists()
