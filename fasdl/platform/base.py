@@ -31,6 +31,7 @@ from fasdl.platform.limits import (
 # Handlers by name -> "module:function". Users add their own with register_handler.
 HANDLERS: dict[str, str] = {
     "smoke": "fasdl.platform.smoke:handler",
+    "cnn_steps": "fasdl.platform.smoke:cnn_steps",
     "kreduce_worker": "fasdl.kreduce.worker:handler",
     "profile": "fasdl.profiler.handler:handler",
 }

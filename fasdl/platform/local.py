@@ -1,0 +1,496 @@
+"""The local platform: a small Lambda on this machine, without root, cgroups or containers.
+
+Each invocation is a fresh process (``python -m fasdl.platform._runner``) in its own session.
+One supervisor thread watches every running invocation and enforces Lambda's rules:
+
+- CPU in proportion to memory (1,769 MB = 1 vCPU): duty cycling with SIGSTOP/SIGCONT on the
+  process group against a per-period CPU quota (``throttle.CpuBudget``);
+- memory: resident memory of the process tree over the memory size -> killed, OUT_OF_MEMORY;
+- timeout: wall clock from the start (stopped time included, as on Lambda) -> killed, TIMED_OUT;
+- concurrency: invocations beyond the limit wait PENDING in a FIFO queue.
+
+Billed duration is from just before the process is started to the moment its exit is seen, so it
+includes interpreter start and imports, as Lambda has billed its INIT phase since 2025.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import contextlib
+import json
+import logging
+import math
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fasdl.errors import FasdlError
+from fasdl.platform.base import Invocation, Platform, State
+from fasdl.platform.proctree import ProcessTree
+from fasdl.platform.throttle import DEFAULT_PERIOD_S, CpuBudget
+
+log = logging.getLogger(__name__)
+
+MAX_SLEEP_S = 0.05  # the supervisor looks at every process at least this often
+TREE_REFRESH_S = 1.0  # how often to look for processes a function started
+REAP_POLL_S = 0.001
+SHUTDOWN_JOIN_S = 10.0
+LOG_TAIL_BYTES = 2000
+THREAD_ENV_VARS = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
+
+
+class OversubscriptionWarning(RuntimeWarning):
+    """The functions running at once ask for more vCPUs than the machine has."""
+
+
+def machine_cpu_count() -> int:
+    """The cores this process may run on (its affinity where the OS says, else all)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class _Running:
+    """The supervisor's view of one running invocation (touched only by the supervisor thread)."""
+
+    inv: Invocation
+    proc: subprocess.Popen[bytes]
+    tree: ProcessTree
+    workdir: Path
+    exit_fd: int
+    start_monotonic: float
+    deadline_monotonic: float
+    budget: CpuBudget | None
+    next_cpu_check: float = 0.0
+    next_memory_check: float = 0.0
+    next_tree_refresh: float = 0.0
+    stopped: bool = False
+    exit_seen: bool = False
+    kill_reason: State | None = None
+    kill_detail: str = ""
+    end_monotonic: float | None = None  # when the exit was seen
+    exit_status_lost: bool = False
+    reaped_status: int | None = None  # where the exit could only be seen by reaping (macOS)
+    rusage: Any = None
+
+    @property
+    def outcome_path(self) -> Path:
+        return self.workdir / "outcome.json"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "output.log"
+
+
+class LocalPlatform(Platform):
+    """Each invocation a fresh process, with Lambda's CPU share, memory limit and timeout.
+
+    ``concurrency``: invocations running at once; more wait in a FIFO queue.
+    ``warn_oversubscription``: warn once when running functions ask for more vCPUs than
+    ``cpu_count`` (default: the cores this process may use), because timings stop being faithful.
+    ``cpu_period_s``: the duty-cycling period. ``memory_poll_s``: how often memory is read.
+    ``log_dir``: keep each invocation's stdout/stderr there as ``<request_id>.log``.
+    """
+
+    name = "local"
+
+    def __init__(
+        self,
+        *,
+        concurrency: int = 1000,
+        warn_oversubscription: bool = True,
+        cpu_count: int | None = None,
+        cpu_period_s: float = DEFAULT_PERIOD_S,
+        memory_poll_s: float = 0.05,
+        log_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        super().__init__(concurrency=concurrency)
+        if cpu_count is not None and cpu_count < 1:
+            raise ValueError(f"cpu_count: {cpu_count} is below 1")
+        if not 0.001 <= cpu_period_s <= 1.0:
+            raise ValueError(f"cpu_period_s: {cpu_period_s} is outside 0.001–1 s")
+        if not 0.001 <= memory_poll_s <= 1.0:
+            raise ValueError(f"memory_poll_s: {memory_poll_s} is outside 0.001–1 s")
+        self.cpu_count = cpu_count or machine_cpu_count()
+        self.warn_oversubscription = warn_oversubscription
+        self.cpu_period_s = cpu_period_s
+        self.memory_poll_s = memory_poll_s
+        self.log_dir = Path(log_dir) if log_dir is not None else None
+        self._lock = threading.Lock()
+        self._pending: collections.deque[tuple[Invocation, str]] = collections.deque()
+        self._closing = False
+        self._warned = False
+        self._thread: threading.Thread | None = None
+        self._root: Path | None = None
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        atexit.register(self.shutdown)
+
+    # ---- the caller's side -------------------------------------------------------------------
+
+    def _start(self, inv: Invocation, target: str, body: bytes) -> None:
+        with self._lock:
+            if self._closing:
+                inv.finish(State.FAILED, error="the platform is shut down")
+                raise FasdlError(f"invocation of {inv.handler!r}: the platform is shut down")
+            if self._thread is None:
+                if self.log_dir is not None:
+                    self.log_dir.mkdir(parents=True, exist_ok=True)
+                self._root = Path(tempfile.mkdtemp(prefix="fasdl-local-"))
+                self._thread = threading.Thread(
+                    target=self._supervise, name="fasdl-local-supervisor", daemon=True
+                )
+                self._thread.start()
+            self._pending.append((inv, target))
+        self._wake()
+
+    def shutdown(self) -> None:
+        """Kill every running invocation, fail the pending ones, stop the supervisor."""
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            pending = list(self._pending)
+            self._pending.clear()
+        atexit.unregister(self.shutdown)
+        for inv, _ in pending:
+            inv.finish(State.FAILED, error="the platform shut down before the invocation started")
+        self._wake()
+        if self._thread is not None:
+            self._thread.join(SHUTDOWN_JOIN_S)
+            if self._thread.is_alive():
+                log.warning(
+                    "the local platform's supervisor did not stop within %.0f s", SHUTDOWN_JOIN_S
+                )
+                return
+        self._selector.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        if self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_w, b"x")
+
+    # ---- the supervisor thread ---------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        running: list[_Running] = []
+        try:
+            while True:
+                with self._lock:
+                    closing = self._closing
+                    to_start: list[tuple[Invocation, str]] = []
+                    while self._pending and len(running) + len(to_start) < self.concurrency:
+                        to_start.append(self._pending.popleft())
+                if closing and not running and not to_start:
+                    return
+                for inv, target in to_start:
+                    job = self._spawn(inv, target)
+                    if job is not None:
+                        running.append(job)
+                        self._check_oversubscription(running)
+                next_wake = time.monotonic() + MAX_SLEEP_S
+                for job in list(running):
+                    try:
+                        wake_at = self._service(job, closing)
+                    except Exception as e:  # a supervisor bug must not leave the invocation hanging
+                        log.exception("supervising invocation %s failed", job.inv.request_id)
+                        job.tree.kill()
+                        self._reap(job, blocking=True)
+                        self._conclude(
+                            job, State.FAILED, f"the platform's supervisor failed: {e!r}"
+                        )
+                        wake_at = None
+                    if wake_at is None:
+                        running.remove(job)
+                    else:
+                        next_wake = min(next_wake, wake_at)
+                self._sleep_until(next_wake)
+        finally:
+            # Only reached with jobs left if the loop itself broke: never leave them hanging.
+            for job in running:
+                job.tree.kill()
+                with contextlib.suppress(Exception):
+                    self._reap(job, blocking=True)
+                if not job.inv.done():
+                    self._conclude(job, State.FAILED, "the platform's supervisor stopped")
+
+    def _sleep_until(self, wake_at: float) -> None:
+        timeout = max(0.0, wake_at - time.monotonic())
+        for key, _ in self._selector.select(timeout):
+            fd = int(key.fd)
+            try:
+                data = os.read(fd, 4096)
+            except OSError:
+                data = b""
+            if key.data is not None and not data:  # a function's exit pipe closed: it is ending
+                key.data.exit_seen = True
+                self._selector.unregister(fd)
+
+    def _spawn(self, inv: Invocation, target: str) -> _Running | None:
+        assert self._root is not None
+        workdir = Path(tempfile.mkdtemp(prefix=f"{inv.request_id[:8]}-", dir=self._root))
+        threads = max(1, math.ceil(inv.vcpus))
+        spec = {
+            "target": target,
+            "function_name": inv.handler,
+            "request_id": inv.request_id,
+            "memory_mb": inv.memory_mb,
+            "vcpus": inv.vcpus,
+            "parent_pid": os.getpid(),
+            "sys_path": sys.path,
+            "outcome_path": str(workdir / "outcome.json"),
+            "event": inv.payload,
+        }
+        env = dict(os.environ)
+        env.update({var: str(threads) for var in THREAD_ENV_VARS})
+        env["AWS_LAMBDA_FUNCTION_NAME"] = inv.handler
+        env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(inv.memory_mb)
+        exit_r, exit_w = os.pipe()
+        try:
+            with open(workdir / "output.log", "wb") as out:
+                inv.started_at = time.time()
+                start = time.monotonic()
+                spec["deadline_epoch"] = inv.started_at + inv.timeout_s
+                (workdir / "spec.json").write_text(json.dumps(spec))
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "fasdl.platform._runner", str(workdir / "spec.json")],
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    pass_fds=(exit_w,),
+                    start_new_session=True,
+                    env=env,
+                )
+        except OSError as e:
+            os.close(exit_r)
+            inv.ended_at = time.time()
+            inv.finish(State.FAILED, error=f"could not start the function's process: {e}")
+            shutil.rmtree(workdir, ignore_errors=True)
+            return None
+        finally:
+            os.close(exit_w)
+        inv.state = State.RUNNING
+        budget = None
+        # With a whole machine's share or more there is nothing to cap.
+        if inv.vcpus < self.cpu_count:
+            budget = CpuBudget(inv.vcpus, now=start, cpu_s=0.0, period_s=self.cpu_period_s)
+        job = _Running(
+            inv=inv,
+            proc=proc,
+            tree=ProcessTree(proc.pid),
+            workdir=workdir,
+            exit_fd=exit_r,
+            start_monotonic=start,
+            deadline_monotonic=start + inv.timeout_s,
+            budget=budget,
+            next_tree_refresh=start + 0.2,
+        )
+        self._selector.register(exit_r, selectors.EVENT_READ, job)
+        return job
+
+    def _check_oversubscription(self, running: list[_Running]) -> None:
+        if not self.warn_oversubscription or self._warned:
+            return
+        asked = sum(job.inv.vcpus for job in running)
+        if asked > self.cpu_count:
+            self._warned = True
+            warnings.warn(
+                f"functions running at once ask for {asked:.2f} vCPUs but this machine has "
+                f"{self.cpu_count}: they share the cores, so timings are no longer faithful to Lambda",
+                OversubscriptionWarning,
+                stacklevel=1,
+            )
+
+    def _service(self, job: _Running, closing: bool) -> float | None:
+        """Look after one running invocation. Returns when to look again, or None once it is done."""
+        now = time.monotonic()
+        if self._reap(job, blocking=False):
+            self._finish(job, now)
+            return None
+        if job.exit_seen or job.kill_reason is not None:
+            return now + REAP_POLL_S  # ending: reap it as soon as the kernel lets go
+        if closing:
+            self._kill(job, State.FAILED, "the platform shut down while the invocation ran")
+            return now + REAP_POLL_S
+        if now >= job.deadline_monotonic:
+            elapsed = now - job.start_monotonic
+            self._kill(
+                job,
+                State.TIMED_OUT,
+                f"Task timed out after {elapsed:.2f} seconds (timeout {job.inv.timeout_s:g} s)",
+            )
+            return now + REAP_POLL_S
+        if now >= job.next_tree_refresh:
+            job.tree.refresh_descendants()
+            job.next_tree_refresh = now + TREE_REFRESH_S
+        if now >= job.next_memory_check:
+            job.tree.rss_mb()
+            job.next_memory_check = now + self.memory_poll_s
+            if job.tree.peak_rss_mb > job.inv.memory_mb:
+                self._kill(
+                    job,
+                    State.OUT_OF_MEMORY,
+                    self._oom_message(job.tree.peak_rss_mb, job.inv.memory_mb),
+                )
+                return now + REAP_POLL_S
+        if job.budget is not None and now >= job.next_cpu_check:
+            max_rate = min(job.tree.threads, self.cpu_count)
+            decision = job.budget.update(now, job.tree.cpu_s(), max_rate=max_rate)
+            if decision.run and job.stopped:
+                job.tree.resume()
+                job.stopped = False
+            elif not decision.run and not job.stopped:
+                job.tree.stop()
+                job.stopped = True
+            job.next_cpu_check = decision.next_check
+        wake_at = min(job.deadline_monotonic, job.next_memory_check, job.next_tree_refresh)
+        if job.budget is not None:
+            wake_at = min(wake_at, job.next_cpu_check)
+        return wake_at
+
+    @staticmethod
+    def _oom_message(peak_mb: float, memory_mb: int) -> str:
+        return f"Runtime exited: out of memory ({peak_mb:.0f} MB resident, over the {memory_mb} MB memory size)"
+
+    def _kill(self, job: _Running, reason: State, detail: str) -> None:
+        job.kill_reason = reason
+        job.kill_detail = detail
+        job.tree.kill()
+
+    def _reap(self, job: _Running, *, blocking: bool) -> bool:
+        """Reap the function's process if it has exited; also kill what it left behind."""
+        if job.proc.returncode is not None:
+            return True
+        deadline = time.monotonic() + (SHUTDOWN_JOIN_S if blocking else 0.0)
+        while True:
+            try:
+                exited = self._peek_exit(job)
+            except ChildProcessError:  # someone else reaped it
+                job.exit_status_lost = True
+                job.end_monotonic = time.monotonic()
+                job.proc.returncode = 255
+                return True
+            if exited:
+                break
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(REAP_POLL_S)
+        job.end_monotonic = time.monotonic()
+        # Stray descendants die with the invocation, as when a sandbox is reclaimed. Unreaped,
+        # the exited leader is a zombie, so its process group id cannot have been reused.
+        job.tree.kill()
+        if job.reaped_status is None:
+            _, job.reaped_status, job.rusage = os.wait4(job.proc.pid, 0)
+        job.proc.returncode = os.waitstatus_to_exitcode(job.reaped_status)
+        return True
+
+    @staticmethod
+    def _peek_exit(job: _Running) -> bool:
+        """Whether the function's process has exited; not yet reaped where the OS allows."""
+        if hasattr(os, "waitid"):  # Linux; CPython offers no waitid on macOS
+            flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+            return os.waitid(os.P_PID, job.proc.pid, flags) is not None
+        pid, status, rusage = os.wait4(job.proc.pid, os.WNOHANG)
+        if pid == 0:
+            return False
+        job.reaped_status, job.rusage = status, rusage
+        return True
+
+    def _finish(self, job: _Running, detected_at: float) -> None:
+        """Turn the reaped process and its outcome file into the invocation's final state."""
+        inv = job.inv
+        end = job.end_monotonic if job.end_monotonic is not None else detected_at
+        outcome = self._read_outcome(job)
+        peak = max(job.tree.peak_rss_mb, float(outcome.get("peak_rss_mb") or 0.0))
+        # ru_maxrss is in bytes on macOS; on Linux it starts from the parent's (see proctree).
+        if job.rusage is not None and sys.platform == "darwin":
+            peak = max(peak, job.rusage.ru_maxrss / (1024 * 1024))
+        inv.peak_memory_mb = peak
+        inv.duration_ms = (end - job.start_monotonic) * 1000
+        assert inv.started_at is not None
+        inv.ended_at = inv.started_at + inv.duration_ms / 1000
+        if job.kill_reason is not None:
+            self._conclude(job, job.kill_reason, job.kill_detail)
+        elif peak > inv.memory_mb:
+            # It grew past its memory between two polls: Lambda would have killed it.
+            self._conclude(job, State.OUT_OF_MEMORY, self._oom_message(peak, inv.memory_mb))
+        elif outcome.get("ok") is True:
+            self._conclude(job, State.SUCCEEDED, result=outcome.get("result"))
+        elif outcome.get("ok") is False:
+            self._conclude(job, State.FAILED, outcome.get("error"), tb=outcome.get("traceback"))
+        else:
+            self._conclude(job, State.FAILED, self._death_message(job))
+
+    def _read_outcome(self, job: _Running) -> dict[str, Any]:
+        try:
+            return dict(json.loads(job.outcome_path.read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    def _death_message(self, job: _Running) -> str:
+        code = job.proc.returncode
+        if job.exit_status_lost:
+            how = "ended (its exit status was lost)"
+        elif code is not None and code < 0:
+            try:
+                how = f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"was killed by signal {-code}"
+        else:
+            how = f"exited with code {code}"
+        msg = f"Runtime exited without a result: the function's process {how}"
+        tail = self._log_tail(job)
+        return f"{msg}; its last output:\n{tail}" if tail else msg
+
+    def _log_tail(self, job: _Running) -> str:
+        try:
+            with open(job.log_path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - LOG_TAIL_BYTES))
+                return f.read().decode(errors="replace").strip()
+        except OSError:
+            return ""
+
+    def _conclude(
+        self,
+        job: _Running,
+        state: State,
+        error: str | None = None,
+        *,
+        result: Any = None,
+        tb: str | None = None,
+    ) -> None:
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self._selector.unregister(job.exit_fd)
+        with contextlib.suppress(OSError):
+            os.close(job.exit_fd)
+        if self.log_dir is not None:
+            with contextlib.suppress(OSError):
+                shutil.copyfile(job.log_path, self.log_dir / f"{job.inv.request_id}.log")
+        shutil.rmtree(job.workdir, ignore_errors=True)
+        if job.inv.ended_at is None:
+            job.inv.ended_at = time.time()
+        job.inv.finish(state, result=result, error=error, tb=tb)

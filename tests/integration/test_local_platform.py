@@ -1,0 +1,290 @@
+"""The local platform with real processes: results, failures, limits, queueing, shutdown, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+
+import psutil
+import pytest
+
+from fasdl.errors import PayloadTooLarge
+from fasdl.platform import State
+from fasdl.platform.local import LocalPlatform, OversubscriptionWarning
+
+WAIT_S = 60  # a generous deadline for any single invocation on a busy machine
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture
+def plat():
+    with LocalPlatform() as p:
+        yield p
+
+
+def _runner_children() -> list[psutil.Process]:
+    found = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if "fasdl.platform._runner" in " ".join(p.cmdline()):
+                found.append(p)
+        except psutil.Error:
+            pass
+    return found
+
+
+def test_sync_round_trip_and_record(plat):
+    inv = plat.invoke(
+        "smoke", {"echo": {"a": [1, 2]}, "n": 5}, memory_mb=512, timeout_s=30, sync=True
+    )
+    assert inv.state is State.SUCCEEDED, inv.error
+    result = inv.result()
+    assert result["echo"] == {"a": [1, 2]}
+    assert result["sum_squares"] == 30
+    assert result["request_id"] == inv.request_id
+    assert result["memory_mb"] == 512
+    assert result["vcpus"] == pytest.approx(512 / 1769)
+    assert result["omp_num_threads"] == "1"
+    assert 0 < result["remaining_ms"] <= 30_000
+    assert result["pid"] != os.getpid()
+    (record,) = plat.records()
+    assert record.state == "succeeded" and record.handler == "smoke" and record.memory_mb == 512
+    assert record.started_at < record.ended_at
+    assert record.duration_ms > 0
+    assert record.billed_ms == max(1, -(-record.duration_ms // 1))
+    assert record.gb_s == pytest.approx(512 / 1024 * record.billed_ms / 1000)
+    assert 1 < record.peak_memory_mb < 512
+
+
+def test_async_invocations_are_fresh_processes(plat):
+    invs = [plat.invoke("smoke", {"echo": i}, memory_mb=1024, timeout_s=30) for i in range(3)]
+    results = [inv.result(timeout_s=WAIT_S) for inv in invs]
+    assert [r["echo"] for r in results] == [0, 1, 2]
+    assert len({r["pid"] for r in results}) == 3
+    assert {r.state for r in plat.records()} == {"succeeded"}
+    assert sum(r.gb_s for r in plat.records()) == pytest.approx(
+        sum(inv.record().gb_s for inv in invs)
+    )
+    assert _runner_children() == []
+
+
+def test_thread_count_follows_the_vcpus(plat):
+    inv = plat.invoke("smoke", {}, memory_mb=3538, timeout_s=30, sync=True)  # 2 vCPUs
+    assert inv.result()["omp_num_threads"] == "2"
+
+
+def test_handler_exception_is_failed_with_traceback(plat):
+    inv = plat.invoke("smoke", {"raise": "boom"}, memory_mb=256, timeout_s=30, sync=True)
+    assert inv.state is State.FAILED
+    assert inv.error == "RuntimeError: boom"
+    assert "Traceback (most recent call last)" in inv.traceback
+    assert 'raise RuntimeError(str(event["raise"]))' in inv.traceback
+    assert plat.records()[0].error == "RuntimeError: boom"
+
+
+@pytest.mark.parametrize(
+    ("event", "words"),
+    [({"exit_code": 3}, "exited with code 3"), ({"signal": "SIGSEGV"}, "killed by SIGSEGV")],
+)
+def test_process_that_dies_without_a_result_is_failed(plat, event, words):
+    inv = plat.invoke(
+        "smoke", {"print": "last words", **event}, memory_mb=256, timeout_s=30, sync=True
+    )
+    assert inv.state is State.FAILED
+    assert words in inv.error
+    assert inv.error.endswith("its last output:\nlast words")
+    assert inv.traceback is None
+
+
+def test_log_dir_keeps_each_functions_output(tmp_path):
+    with LocalPlatform(log_dir=tmp_path / "logs") as plat:
+        inv = plat.invoke(
+            "smoke", {"print": "hello from the function"}, memory_mb=256, timeout_s=30, sync=True
+        )
+        assert inv.state is State.SUCCEEDED
+    assert (tmp_path / "logs" / f"{inv.request_id}.log").read_text() == "hello from the function\n"
+
+
+def test_processes_a_function_leaves_behind_are_killed(plat, tmp_path):
+    pid_path = tmp_path / "child.pid"
+    inv = plat.invoke(
+        "smoke", {"child_allocate_mb": 1, "pid_path": str(pid_path)}, memory_mb=512, timeout_s=30
+    )
+    assert inv.wait(WAIT_S) is State.SUCCEEDED, inv.error
+    assert _dies(int(pid_path.read_text()))
+
+
+@pytest.mark.parametrize("event", [{"sleep_s": 120}, {"cpu_s": 120}], ids=["sleeping", "cpu-bound"])
+def test_timeout_kills_the_function(plat, event):
+    # The CPU-bound one at 128 MB spends most of its time stopped: it is killed all the same.
+    inv = plat.invoke("smoke", event, memory_mb=128, timeout_s=1)
+    assert inv.wait(WAIT_S) is State.TIMED_OUT
+    assert "timed out after" in inv.error and "timeout 1 s" in inv.error
+    assert inv.duration_ms >= 1000
+    assert inv.record().billed_ms >= 1000
+    assert _runner_children() == []
+
+
+def test_memory_over_the_size_is_out_of_memory(plat):
+    inv = plat.invoke("smoke", {"allocate_mb": 300, "sleep_s": 30}, memory_mb=128, timeout_s=60)
+    assert inv.wait(WAIT_S) is State.OUT_OF_MEMORY
+    assert inv.peak_memory_mb > 128
+    assert "128 MB" in inv.error
+    assert inv.record().state == "out_of_memory"
+    # Also when it grows past its size and returns before a poll sees it.
+    inv = plat.invoke("smoke", {"allocate_mb": 300}, memory_mb=128, timeout_s=60, sync=True)
+    assert inv.state is State.OUT_OF_MEMORY
+
+
+def test_memory_of_the_process_tree_counts_and_leftovers_die(plat, tmp_path):
+    pid_path = tmp_path / "child.pid"
+    event = {"child_allocate_mb": 300, "pid_path": str(pid_path), "sleep_s": 60}
+    inv = plat.invoke("smoke", event, memory_mb=256, timeout_s=120)
+    assert inv.wait(WAIT_S) is State.OUT_OF_MEMORY, inv.error
+    assert inv.peak_memory_mb > 256
+    assert _dies(int(pid_path.read_text()))  # the child it started was killed with it
+
+
+def _dies(pid: int, within_s: float = 10) -> bool:
+    """Whether ``pid`` is gone (or a zombie: dead, waiting for its new parent) within the time."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)  # a SIGKILLed process still frees its memory before it is gone
+    return False
+
+
+def test_concurrency_limit_is_respected(tmp_path):
+    record_path = tmp_path / "intervals.jsonl"
+    with LocalPlatform(concurrency=2) as plat:
+        invs = [
+            plat.invoke(
+                "smoke",
+                {"sleep_s": 0.5, "record_path": str(record_path)},
+                memory_mb=256,
+                timeout_s=60,
+            )
+            for _ in range(5)
+        ]
+        for inv in invs:
+            assert inv.wait(WAIT_S) is State.SUCCEEDED, inv.error
+    intervals = [json.loads(line) for line in record_path.read_text().splitlines()]
+    assert len(intervals) == 5
+    # A queued function starts only after a running one has exited, so its handler's start comes
+    # after the other's end: no timing assumptions, just the order of events.
+    events = sorted([(i["start"], 1) for i in intervals] + [(i["end"], -1) for i in intervals])
+    overlap = peak = 0
+    for _, delta in events:
+        overlap += delta
+        peak = max(peak, overlap)
+    assert peak <= 2
+
+
+def test_queue_is_first_in_first_out(tmp_path):
+    record_path = tmp_path / "order.jsonl"
+    with LocalPlatform(concurrency=1) as plat:
+        invs = [
+            plat.invoke("smoke", {"record_path": str(record_path)}, memory_mb=512, timeout_s=60)
+            for _ in range(3)
+        ]
+        for inv in invs:
+            assert inv.wait(WAIT_S) is State.SUCCEEDED, inv.error
+    ran = [json.loads(line)["request_id"] for line in record_path.read_text().splitlines()]
+    assert ran == [inv.request_id for inv in invs]
+
+
+def test_payload_limits(plat):
+    with pytest.raises(PayloadTooLarge, match=r"\d{3},\d{3} bytes is over the 262,144-byte limit"):
+        plat.invoke("smoke", {"echo": "x" * 300_000}, memory_mb=256, timeout_s=30)
+    # The same payload is fine synchronously (6 MB), and comes back whole.
+    inv = plat.invoke("smoke", {"echo": "x" * 300_000}, memory_mb=256, timeout_s=30, sync=True)
+    assert inv.result()["echo"] == "x" * 300_000
+    with pytest.raises(PayloadTooLarge, match="6,291,456-byte limit"):
+        plat.invoke("smoke", {"echo": "x" * 6_300_000}, memory_mb=256, timeout_s=30, sync=True)
+
+
+def test_cpu_is_throttled_to_the_memory_share(plat):
+    # 442 MB = 0.25 vCPU. Load on the machine can only lower the rate, never raise it.
+    inv = plat.invoke("smoke", {"cpu_s": 0.5}, memory_mb=442, timeout_s=60, sync=True)
+    result = inv.result()
+    rate = result["cpu_s"] / result["wall_s"]
+    assert rate < 0.35, f"a 0.25-vCPU function used {rate:.2f} CPUs"
+
+
+def test_oversubscription_warns_once():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with LocalPlatform(cpu_count=1) as plat:
+            for _ in range(2):  # 2 vCPUs each, on "1 core"
+                assert (
+                    plat.invoke("smoke", {}, memory_mb=3538, timeout_s=30, sync=True).state
+                    is State.SUCCEEDED
+                )
+        with LocalPlatform(cpu_count=4) as plat:
+            assert (
+                plat.invoke("smoke", {}, memory_mb=3538, timeout_s=30, sync=True).state
+                is State.SUCCEEDED
+            )
+        with LocalPlatform(cpu_count=1, warn_oversubscription=False) as plat:
+            assert (
+                plat.invoke("smoke", {}, memory_mb=3538, timeout_s=30, sync=True).state
+                is State.SUCCEEDED
+            )
+    ours = [w for w in caught if issubclass(w.category, OversubscriptionWarning)]
+    assert len(ours) == 1
+    assert "2.00 vCPUs" in str(ours[0].message) and "has 1" in str(ours[0].message)
+
+
+def test_shutdown_kills_running_and_fails_pending():
+    plat = LocalPlatform(concurrency=1)
+    running = plat.invoke("smoke", {"sleep_s": 120}, memory_mb=256, timeout_s=300)
+    pending = plat.invoke("smoke", {}, memory_mb=256, timeout_s=300)
+    plat.shutdown()
+    assert running.wait(WAIT_S) is State.FAILED and "shut down" in running.error
+    assert pending.wait(WAIT_S) is State.FAILED and "before the invocation started" in pending.error
+    assert _runner_children() == []
+    with pytest.raises(Exception, match="shut down"):
+        plat.invoke("smoke", {}, memory_mb=256, timeout_s=30)
+
+
+def _fasdl(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "fasdl.cli.main", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def test_cli_smoke_help():
+    out = _fasdl("smoke", "--help")
+    assert out.returncode == 0
+    for option in ("--platform", "--memory", "--timeout", "--workers", "--json"):
+        assert option in out.stdout
+
+
+def test_cli_smoke_bad_memory_exits_2():
+    out = _fasdl("smoke", "--memory", "100")
+    assert out.returncode == 2
+    assert "100 MB is outside" in out.stderr
+
+
+@pytest.mark.slow
+def test_cli_smoke_local_two_workers():
+    out = _fasdl("smoke", "--platform", "local", "--workers", "2")
+    assert out.returncode == 0, out.stderr
+    assert "2/2 succeeded on the local platform" in out.stdout
+    assert out.stdout.count("succeeded ") >= 2
+
+
+def test_cli_smoke_json():
+    out = _fasdl("smoke", "--job", "echo", "--workers", "3", "--memory", "256", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["succeeded"] == 3
+    assert [r["state"] for r in report["records"]] == ["succeeded"] * 3
+    assert report["total_gb_s"] == pytest.approx(sum(r["gb_s"] for r in report["records"]))
