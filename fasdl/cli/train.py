@@ -29,6 +29,7 @@ FLAG_FIELDS = {
     "job_id": "job_id",
     "pattern": "pattern",
     "comm_timeout": "comm_timeout_s",
+    "checkpoint_every": "max_iterations_per_invocation",
 }
 
 
@@ -51,6 +52,10 @@ def add_job_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--platform", choices=["local", "inline"], help="function platform (default local)")
     g.add_argument("--job-id", help="name of the job; its objects live under it (default: random)")
     g.add_argument("--comm-timeout", type=float, help="seconds a worker waits for a peer before giving up (default 120)")
+    g.add_argument(
+        "--checkpoint-every", type=int, metavar="N",
+        help="also checkpoint and re-invoke after N iterations (>= 2; default 0: only when func_time runs out)",
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -37,7 +37,7 @@ SEED_FIELDS = {
     "data_bucket": "data_prefix",
     "output_bucket": "output_prefix",
 }
-_INT_FIELDS = {"num_aggregators", "num_workers", "batch_size_wor", "batch_size_agg", "epochs", "memory_mb", "seed"}
+_INT_FIELDS = {"max_iterations_per_invocation", "num_aggregators", "num_workers", "batch_size_wor", "batch_size_agg", "epochs", "memory_mb", "seed"}
 _FLOAT_FIELDS = {"lr", "func_time_s", "momentum", "weight_decay", "comm_timeout_s"}
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -71,6 +71,7 @@ class JobConfig:
     merged_prefix: str = "merged"
     output_prefix: str = "output"
     comm_timeout_s: float = 120.0
+    max_iterations_per_invocation: int = 0  # 0: as many as func_time allows
 
     def __post_init__(self) -> None:
         self.validate()
@@ -81,6 +82,8 @@ class JobConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int):
                 raise InvalidInput(name, f"{v!r} is not an integer")
+        if self.seed < 0:
+            raise InvalidInput("seed", f"{self.seed} is negative", "use a seed >= 0")
         if self.pattern not in PATTERNS:
             raise InvalidInput("pattern", f"unknown pattern {self.pattern!r}", f"known: {', '.join(PATTERNS)}")
         if self.num_workers < 1:
@@ -108,6 +111,12 @@ class JobConfig:
             v = getattr(self, name)
             if not v or v.startswith("/") or ".." in v.split("/"):
                 raise InvalidInput(name, f"{v!r} is not a relative prefix")
+        n = self.max_iterations_per_invocation
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0 or n == 1:
+            raise InvalidInput(
+                "max_iterations_per_invocation", f"{n!r} is not 0 or an integer >= 2",
+                "0 lets func_time decide; a stop is agreed one iteration ahead, so an invocation runs at least 2",
+            )
         if self.comm_timeout_s <= 0:
             raise InvalidInput("comm_timeout", f"{self.comm_timeout_s} s is not positive")
         from fasdl.models import check_model_name
@@ -155,7 +164,7 @@ class JobConfig:
                 d[k] = v
             # Plan extras (predicted_time_s, breakdown, ...) and unknown seed extras are ignored.
         if "data_bucket" in payload and "dataset" not in payload and "dataset" not in overrides:
-            d["dataset"] = "cifar10:@data"  # the seed keeps the CIFAR-10 batch files in data_bucket
+            d["dataset"] = "cifar10"  # the seed keeps the CIFAR-10 batch files in data_bucket
         d.update({k: v for k, v in overrides.items() if v is not None})
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: _coerce(k, v) for k, v in d.items() if k in known})

@@ -104,13 +104,8 @@ def prepare(cfg: JobConfig, *, platform_name: str | None = None) -> PreparedJob:
             "use file:// or s3:// with --platform local, or --platform inline",
         )
     store = open_store(cfg.store)
-    if cfg.dataset == "cifar10:@data":
-        from fasdl.data import load_cifar10
-
-        data_store = store.scoped(cfg.data_prefix)
-        train, test = load_cifar10(data_store, train=True), load_cifar10(data_store, train=False)
-    else:
-        train, test = load_dataset(cfg.dataset, seed=cfg.seed)
+    # Plain "cifar10" reads the batch files from the data prefix (the seed's data bucket).
+    train, test = load_dataset(cfg.dataset, seed=cfg.seed, store=store.scoped(cfg.data_prefix))
     n = len(train.y)
     if cfg.global_batch > n:
         raise InvalidInput(
@@ -255,6 +250,12 @@ def _check_failures(invs: list[Invocation], during: str) -> None:
     for w, inv in enumerate(invs):
         if inv.done() and inv.state is not State.SUCCEEDED:
             detail = inv.error or inv.state.value
+            if inv.state is State.TIMED_OUT and during.startswith("starting"):
+                raise InvalidInput(
+                    "func_time",
+                    f"{inv.timeout_s:g} s is too short: worker {w} timed out before its first iteration",
+                    "raise --func-time (starting a function and loading the model and data must fit in it)",
+                )
             raise JobFailed(f"worker {w} {inv.state.value} during {during}: {detail}")
 
 
@@ -329,7 +330,7 @@ def evaluate(job: PreparedJob, model_blob: bytes) -> float | None:
     correct = 0
     with torch.no_grad():
         for i in range(0, len(job.test.y), 500):
-            x = torch.from_numpy(np.ascontiguousarray(job.test.x[i : i + 500]))
+            x = torch.from_numpy(np.array(job.test.x[i : i + 500]))
             pred = model(x).argmax(dim=1).numpy()
             correct += int((pred == job.test.y[i : i + 500]).sum())
     return correct / len(job.test.y)

@@ -24,7 +24,7 @@ def reference_run(cfg: JobConfig, partitions: list[ArrayDataset], meta: dict, it
     models = [make_model(cfg, meta["num_classes"], tuple(meta["input_shape"])) for _ in range(W)]
     vecs = [ModelVector.attach(m) for m in models]
     opts = [make_optimizer(cfg, m) for m in models]
-    data = [(torch.from_numpy(p.x), torch.from_numpy(p.y)) for p in partitions]
+    data = [(torch.from_numpy(np.array(p.x)), torch.from_numpy(np.array(p.y))) for p in partitions]
     weights = merge_weights(cfg.batch_sizes)
     previous: np.ndarray | None = None
     merged = vecs[0].numpy().copy()

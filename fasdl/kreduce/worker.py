@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from fasdl.models import build_model
 from fasdl.store import open_store
 
 PROGRESS_EVERY_S = 1.0
+_INIT_LOCK = threading.Lock()  # the global RNG: inline workers share a process
 
 
 @dataclass
@@ -44,8 +46,9 @@ class IterationLog:
 
 def make_model(cfg: JobConfig, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
     """The same initial weights on every worker: seeded from the job's seed."""
-    torch.manual_seed(cfg.seed)
-    return build_model(cfg.model, num_classes=num_classes, input_shape=input_shape)
+    with _INIT_LOCK:
+        torch.manual_seed(cfg.seed)
+        return build_model(cfg.model, num_classes=num_classes, input_shape=input_shape)
 
 
 def make_optimizer(cfg: JobConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -99,8 +102,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     batch = cfg.batch_sizes[w]
 
     data = dataset_from_bytes(store.get(keys.partition_of(w)))
-    x_all = torch.from_numpy(np.ascontiguousarray(data.x))
-    y_all = torch.from_numpy(np.ascontiguousarray(data.y))
+    x_all = torch.from_numpy(np.array(data.x))  # a writable copy: the decoded arrays are read-only
+    y_all = torch.from_numpy(np.array(data.y))
     model = make_model(cfg, int(meta["num_classes"]), tuple(meta["input_shape"]))
     vec = ModelVector.attach(model)
     opt = make_optimizer(cfg, model)
@@ -138,6 +141,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
             if w == 0 and not announced:
                 announced = _plan_stop(t, logs, train_s, deadline, cfg.func_time_s)
+                if cfg.max_iterations_per_invocation and t + 1 - done >= cfg.max_iterations_per_invocation:
+                    announced = t + 1
             res = comm.exchange(t, vec.numpy(), stop_at=announced)
             if res.vector is not None:
                 vec.load(res.vector)

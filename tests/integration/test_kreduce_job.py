@@ -93,15 +93,36 @@ def test_two_jobs_in_one_store_do_not_touch_each_other(tmp_path) -> None:
     assert other.get("merged/job-b/x") == b"not yours either"
 
 
+@pytest.mark.parametrize("k", [1, 2, 4], ids=["K=1", "K=2", "K=W"])
+def test_checkpoint_and_resume_gives_exactly_the_same_weights(k: int) -> None:
+    base = {**TINY, "num_aggregators": k, "platform": "inline"}
+    straight = JobConfig(**base, store=f"memory://straight-{k}", job_id="straight")
+    resumed = JobConfig(**base, max_iterations_per_invocation=5, store=f"memory://resumed-{k}", job_id="resumed")
+    with open_platform("inline") as platform:
+        s_straight = run_job(straight, platform=platform)
+    with open_platform("inline") as platform:
+        s_resumed = run_job(resumed, platform=platform)
+    assert s_straight.rounds == 1
+    assert s_resumed.rounds == -(-s_resumed.iterations // 5) >= 3
+    assert s_resumed.invocations == s_resumed.rounds * resumed.num_workers
+    np.testing.assert_array_equal(_final_vector(resumed), _final_vector(straight))
+
+
 @pytest.mark.slow
-def test_reinvocation_gives_exactly_the_same_weights(tmp_path) -> None:
-    base = {**TINY, "dataset": "synthetic:2000", "epochs": 4, "num_aggregators": 2, "platform": "local"}
+def test_func_time_forces_reinvocations_with_the_same_weights(tmp_path) -> None:
+    """Local functions of 20 s: the job stops where aggregator 0 says, checkpoints, goes on."""
+    base = {
+        **TINY, "model": "cnn", "dataset": "synthetic:2000", "num_workers": 2, "num_aggregators": 1,
+        "batch_size_agg": 16, "batch_size_wor": 16, "epochs": 8, "memory_mb": 1769, "platform": "local",
+    }
     long_run = JobConfig(**base, store=(tmp_path / "a").as_uri(), job_id="long")
-    short_run = JobConfig(**{**base, "func_time_s": 7}, store=(tmp_path / "b").as_uri(), job_id="short")
+    short_run = JobConfig(**{**base, "func_time_s": 20}, store=(tmp_path / "b").as_uri(), job_id="short")
     s_long = run_job(long_run)
     s_short = run_job(short_run)
     assert s_long.rounds == 1
-    assert s_short.rounds >= 2, "the short run should have been forced through re-invocations"
+    assert s_short.rounds >= 2, "the 20 s functions should have been re-invoked"
+    records = json.loads(open_store(short_run.store).get("output/short/invocations.json"))
+    assert all(r["state"] == "succeeded" and r["duration_ms"] < 20_000 for r in records)
     assert s_short.iterations == s_long.iterations
     np.testing.assert_array_equal(_final_vector(short_run), _final_vector(long_run))
 

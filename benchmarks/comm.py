@@ -1,0 +1,147 @@
+"""K-Reduce communication per iteration against the store's bound.
+
+For a ResNet-18-sized vector (11.2 M floats by default) and W workers (separate processes, as
+functions are), run the K-Reduce exchange for a few iterations with K = 1, 2 and W and print the
+median communication time per iteration (aggregator 0's, the critical path), the requests by kind
+per iteration, and the bound: the bytes one iteration must move through the store divided by the
+store's measured throughput with W clients (from benchmarks/store_throughput.py).
+
+Bytes per iteration for a model of S bytes: every worker puts what it does not own, (W-1)*S in
+all, and the aggregators put the merged chunks, S: W*S of PUT. The aggregators get W-1 pieces of
+their chunk, (W-1)*S, and the other merged chunks, (K-1)*S; the non-aggregators get all merged
+chunks, (W-K)*S: (2W-2)*S of GET.
+
+    python benchmarks/comm.py                      # file store and SeaweedFS, W = 4 and 8
+    python benchmarks/comm.py --stores file --workers 4 --iterations 5 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def _worker(url: str, job: str, w: int, W: int, K: int, numel: int, iterations: int, barrier, out) -> None:  # noqa: ANN001
+    from fasdl.kreduce.keys import Keys
+    from fasdl.kreduce.protocol import KReduce
+    from fasdl.store import open_store
+
+    store = open_store(url)
+    keys = Keys(job, f"tmp/{job}/", f"merged/{job}/", f"partition/{job}/", f"output/{job}/")
+    batch_sizes = [32] * W
+    comm = KReduce(store, keys, worker=w, batch_sizes=batch_sizes, num_aggregators=K, numel=numel, timeout_s=300)
+    vec = np.random.default_rng(w).standard_normal(numel).astype(np.float32)
+    barrier.wait(timeout=300)
+    times = []
+    before = store.requests
+    for t in range(1, iterations + 1):
+        t0 = time.perf_counter()
+        res = comm.exchange(t, vec)
+        times.append(time.perf_counter() - t0)
+        if res.vector is not None:
+            vec = res.vector
+    after = store.requests
+    comm.close()
+    out.put((w, times, {k: after[k] - before[k] for k in after}))
+
+
+def run_case(url: str, W: int, K: int, numel: int, iterations: int) -> dict:
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(W)
+    out = ctx.Queue()
+    job = f"comm-W{W}-K{K}-{time.time_ns()}"
+    procs = [ctx.Process(target=_worker, args=(url, job, w, W, K, numel, iterations, barrier, out)) for w in range(W)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=900) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    results.sort()
+    agg0 = results[0][1][1:]  # drop iteration 1: process skew and cold caches
+    requests = {k: sum(r[2][k] for r in results) / iterations for k in results[0][2]}
+    return {"median_s": statistics.median(agg0), "requests_per_iteration": requests}
+
+
+def bound_s(numel: int, W: int, throughput: dict, store: str) -> float | None:
+    """Bytes of one iteration over the store's measured aggregate MB/s with W clients."""
+    size_mb = numel * 4 / 1e6
+    put = throughput.get((store, "PUT", W))
+    get = throughput.get((store, "GET", W))
+    if not put or not get:
+        return None
+    return W * size_mb / put + (2 * W - 2) * size_mb / get
+
+
+def load_throughput(path: Path) -> dict:
+    """{(store, op, clients): MB/s} from store_throughput.py --out (largest object size measured)."""
+    rows = json.loads(path.read_text())
+    rows = rows.get("results", rows) if isinstance(rows, dict) else rows
+    best: dict = {}
+    for r in rows:
+        key = (r["store"], r["op"], int(r["clients"]))
+        if key not in best or r["object_bytes"] > best[key][0]:
+            best[key] = (r["object_bytes"], r["throughput_mb_s"])
+    return {k: v[1] for k, v in best.items()}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--stores", default="file,s3", help="comma list of file, s3 (SeaweedFS started here)")
+    ap.add_argument("--workers", default="4,8", help="comma list of W")
+    ap.add_argument("--floats", type=int, default=11_200_000, help="vector length (ResNet-18: 11.2 M)")
+    ap.add_argument("--iterations", type=int, default=6)
+    ap.add_argument("--throughput", type=Path, help="JSON of store_throughput.py --out; measured now if absent")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    stores = args.stores.split(",")
+    workers = [int(w) for w in args.workers.split(",")]
+
+    from fasdl.testing.seaweedfs import SeaweedServer
+
+    tmp = Path(tempfile.mkdtemp(prefix="fasdl-comm-"))
+    if args.throughput is None:
+        args.throughput = tmp / "throughput.json"
+        cmd = [sys.executable, str(HERE / "store_throughput.py"), "--stores", args.stores, "--sizes", "32MB",
+               "--clients", ",".join(map(str, workers)), "--out", str(args.throughput)]
+        print("measuring the store's bound:", " ".join(cmd[1:]), file=sys.stderr)
+        subprocess.run(cmd, check=True, stdout=sys.stderr)
+    throughput = load_throughput(args.throughput)
+
+    rows = []
+    server = SeaweedServer() if "s3" in stores else None
+    try:
+        if server:
+            server.__enter__()
+            server.make_bucket("comm-bench")
+        for store in stores:
+            url = (tmp / "store").as_uri() if store == "file" else server.url("comm-bench")  # type: ignore[union-attr]
+            for W in workers:
+                for K in sorted({1, 2, W}):
+                    r = run_case(url, W, K, args.floats, args.iterations)
+                    b = bound_s(args.floats, W, throughput, store)
+                    rows.append({"store": store, "W": W, "K": K, **r, "bound_s": b, "ratio": r["median_s"] / b if b else None})
+                    if not args.json:
+                        req = ", ".join(f"{k} {v:.0f}" for k, v in r["requests_per_iteration"].items())
+                        ratio = f"{r['median_s'] / b:.2f}x bound {b:.2f} s" if b else "no bound measured"
+                        print(f"{store:5s} W={W} K={K}: {r['median_s']:.2f} s/iteration ({ratio}); requests/iteration: {req}", flush=True)
+    finally:
+        if server:
+            server.__exit__(None, None, None)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
