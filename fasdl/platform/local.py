@@ -44,7 +44,9 @@ log = logging.getLogger(__name__)
 
 MAX_SLEEP_S = 0.05  # the supervisor looks at every process at least this often
 TREE_REFRESH_S = 1.0  # how often to look for processes a function started
-REAP_POLL_S = 0.001
+REAP_POLL_S = 0.001  # once its exit pipe has closed, a process is a zombie within microseconds
+KILLED_POLL_S = 0.01
+EXITING_WINDOW_S = 0.1
 SHUTDOWN_JOIN_S = 10.0
 LOG_TAIL_BYTES = 2000
 THREAD_ENV_VARS = (
@@ -83,7 +85,7 @@ class _Running:
     next_memory_check: float = 0.0
     next_tree_refresh: float = 0.0
     stopped: bool = False
-    exit_seen: bool = False
+    exit_seen_at: float | None = None  # when its exit pipe closed
     kill_reason: State | None = None
     kill_detail: str = ""
     end_monotonic: float | None = None  # when the exit was seen
@@ -137,6 +139,7 @@ class LocalPlatform(Platform):
         self._lock = threading.Lock()
         self._pending: collections.deque[tuple[Invocation, str]] = collections.deque()
         self._closing = False
+        self._supervisor_stopped = False
         self._warned = False
         self._thread: threading.Thread | None = None
         self._root: Path | None = None
@@ -150,7 +153,7 @@ class LocalPlatform(Platform):
 
     def _start(self, inv: Invocation, target: str, body: bytes) -> None:
         with self._lock:
-            if self._closing:
+            if self._closing or self._supervisor_stopped:
                 inv.finish(State.FAILED, error="the platform is shut down")
                 raise FasdlError(f"invocation of {inv.handler!r}: the platform is shut down")
             if self._thread is None:
@@ -229,7 +232,13 @@ class LocalPlatform(Platform):
                         next_wake = min(next_wake, wake_at)
                 self._sleep_until(next_wake)
         finally:
-            # Only reached with jobs left if the loop itself broke: never leave them hanging.
+            # Only reached with work left if the loop itself broke: never leave it hanging.
+            with self._lock:
+                self._supervisor_stopped = True
+                pending = list(self._pending)
+                self._pending.clear()
+            for inv, _ in pending:
+                inv.finish(State.FAILED, error="the platform's supervisor stopped")
             for job in running:
                 job.tree.kill()
                 with contextlib.suppress(Exception):
@@ -246,10 +255,19 @@ class LocalPlatform(Platform):
             except OSError:
                 data = b""
             if key.data is not None and not data:  # a function's exit pipe closed: it is ending
-                key.data.exit_seen = True
+                key.data.exit_seen_at = time.monotonic()
                 self._selector.unregister(fd)
 
     def _spawn(self, inv: Invocation, target: str) -> _Running | None:
+        try:
+            return self._try_spawn(inv, target)
+        except Exception as e:  # no disk for the spec, no fds, no processes left
+            log.exception("starting invocation %s failed", inv.request_id)
+            inv.ended_at = time.time()
+            inv.finish(State.FAILED, error=f"could not start the function's process: {e!r}")
+            return None
+
+    def _try_spawn(self, inv: Invocation, target: str) -> _Running:
         assert self._root is not None
         workdir = Path(tempfile.mkdtemp(prefix=f"{inv.request_id[:8]}-", dir=self._root))
         threads = max(1, math.ceil(inv.vcpus))
@@ -284,12 +302,10 @@ class LocalPlatform(Platform):
                     start_new_session=True,
                     env=env,
                 )
-        except OSError as e:
+        except BaseException:
             os.close(exit_r)
-            inv.ended_at = time.time()
-            inv.finish(State.FAILED, error=f"could not start the function's process: {e}")
             shutil.rmtree(workdir, ignore_errors=True)
-            return None
+            raise
         finally:
             os.close(exit_w)
         inv.state = State.RUNNING
@@ -330,11 +346,11 @@ class LocalPlatform(Platform):
         if self._reap(job, blocking=False):
             self._finish(job, now)
             return None
-        if job.exit_seen or job.kill_reason is not None:
-            return now + REAP_POLL_S  # ending: reap it as soon as the kernel lets go
+        if job.kill_reason is not None:  # dying: its exit pipe closes once its memory is freed
+            return now + (REAP_POLL_S if job.exit_seen_at is not None else KILLED_POLL_S)
         if closing:
             self._kill(job, State.FAILED, "the platform shut down while the invocation ran")
-            return now + REAP_POLL_S
+            return now + KILLED_POLL_S
         if now >= job.deadline_monotonic:
             elapsed = now - job.start_monotonic
             self._kill(
@@ -342,7 +358,7 @@ class LocalPlatform(Platform):
                 State.TIMED_OUT,
                 f"Task timed out after {elapsed:.2f} seconds (timeout {job.inv.timeout_s:g} s)",
             )
-            return now + REAP_POLL_S
+            return now + KILLED_POLL_S
         if now >= job.next_tree_refresh:
             job.tree.refresh_descendants()
             job.next_tree_refresh = now + TREE_REFRESH_S
@@ -355,7 +371,7 @@ class LocalPlatform(Platform):
                     State.OUT_OF_MEMORY,
                     self._oom_message(job.tree.peak_rss_mb, job.inv.memory_mb),
                 )
-                return now + REAP_POLL_S
+                return now + KILLED_POLL_S
         if job.budget is not None and now >= job.next_cpu_check:
             max_rate = min(job.tree.threads, self.cpu_count)
             decision = job.budget.update(now, job.tree.cpu_s(), max_rate=max_rate)
@@ -369,11 +385,15 @@ class LocalPlatform(Platform):
         wake_at = min(job.deadline_monotonic, job.next_memory_check, job.next_tree_refresh)
         if job.budget is not None:
             wake_at = min(wake_at, job.next_cpu_check)
+        if job.exit_seen_at is not None and now - job.exit_seen_at < EXITING_WINDOW_S:
+            # Its exit pipe closed: it is ending, reap it as soon as the kernel lets go. (A
+            # handler that closed the pipe itself runs on, and is looked after as before.)
+            wake_at = min(wake_at, now + REAP_POLL_S)
         return wake_at
 
     @staticmethod
     def _oom_message(peak_mb: float, memory_mb: int) -> str:
-        return f"Runtime exited: out of memory ({peak_mb:.0f} MB resident, over the {memory_mb} MB memory size)"
+        return f"Runtime exited: out of memory ({peak_mb:.1f} MB resident, over the {memory_mb} MB memory size)"
 
     def _kill(self, job: _Running, reason: State, detail: str) -> None:
         job.kill_reason = reason
