@@ -1,0 +1,114 @@
+"""``fasdl train`` and ``fasdl demo`` as a user runs them: flags, the seed's payload, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fasdl.cli.main import main
+from fasdl.data import write_cifar10_batches
+from fasdl.store import open_store
+
+FASDL = [sys.executable, "-m", "fasdl.cli.main"]
+SMALL = ["--model", "mlp", "--dataset", "synthetic:300", "-W", "3", "-K", "2", "--batch-agg", "8", "--batch-wor", "4",
+         "--epochs", "1", "--memory", "512", "--platform", "inline"]
+
+
+def _files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (["-K", "4"], "pattern_k"),
+        (["-K", "0"], "pattern_k"),
+        (["--batch-agg", "0"], "batch_size_agg"),
+        (["--batch-wor", "0"], "batch_size_wor"),
+        (["--batch-agg", "200"], "batch_size_agg"),  # global batch 2*200 + 4 > 300 samples
+        (["--memory", "100"], "memory"),
+        (["--memory", "10241"], "memory"),
+        (["--func-time", "0"], "func_time"),
+        (["--func-time", "901"], "func_time"),
+        (["--epochs", "0"], "epochs"),
+        (["--model", "resnet9000"], "model"),
+        (["--dataset", "imagenet"], "dataset"),
+        (["--dataset", "cifar10:/nonexistent/cifar"], "dataset"),
+        (["--seed", "-1"], "seed"),
+        (["--job-id", "../escape"], "job_id"),
+    ],
+)
+def test_bad_input_exits_2_names_the_field_and_writes_nothing(tmp_path, capsys, change, field) -> None:
+    store = tmp_path / "store"
+    code = main(["train", *SMALL, "--store", store.as_uri(), *change])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert field in err, err
+    assert _files(store) == []
+
+
+def test_memory_store_needs_the_inline_platform(capsys) -> None:
+    code = main(["train", *SMALL[:-2], "--platform", "local", "--store", "memory://x"])
+    assert code == 2
+    assert "--platform inline" in capsys.readouterr().err
+
+
+def test_help_and_bad_flag_as_subprocess(tmp_path) -> None:
+    out = subprocess.run([*FASDL, "train", "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "--batch-agg" in out.stdout and "--payload" in out.stdout
+    bad = subprocess.run([*FASDL, "train", *SMALL, "-K", "9", "--store", tmp_path.as_uri()], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "pattern_k" in bad.stderr
+    assert _files(tmp_path) == []
+
+
+def test_seed_payload_with_cifar10_in_the_data_prefix(tmp_path) -> None:
+    """The seed's trigger payload as it is (strings, bucket fields) against one store."""
+    store_url = (tmp_path / "bucket").as_uri()
+    write_cifar10_batches(open_store(store_url).scoped("data"), n_per_batch=40, seed=1, n_test=50)
+    payload = {
+        "train_net": "cnn", "pattern_k": "2", "num_workers": "3", "batch_size_wor": "8", "batch_size_agg": "16",
+        "epochs": "1", "l_r": "0.05", "memory": "512", "func_time": "900", "seed": "3",
+        "tmp_bucket": "tmp", "merged_bucket": "merged", "partition_bucket": "partition",
+        "data_bucket": "data", "output_bucket": "output",
+    }
+    path = tmp_path / "payload.json"
+    path.write_text(json.dumps(payload))
+    out = subprocess.run(
+        [*FASDL, "train", "--payload", str(path), "--store", store_url, "--platform", "inline", "--job-id", "seed",
+         "--json", "--no-progress"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    for key in ("wall_time_s", "train_time_s", "comm_time_s", "billed_gb_s", "requests", "cost_usd",
+                "test_accuracy", "iterations", "outputs"):
+        assert key in summary, key
+    assert set(summary["cost_usd"]) >= {"functions", "storage", "total"}
+    assert summary["config"]["num_aggregators"] == 2 and summary["config"]["dataset"] == "cifar10"
+    assert summary["iterations"] == 200 // (2 * 16 + 8)
+    assert 0 <= summary["test_accuracy"] <= 1
+    keys = open_store(store_url).list()
+    assert "output/seed/model.pt" in keys
+    assert not [k for k in keys if k.startswith(("tmp/", "merged/", "partition/"))]
+
+
+@pytest.mark.parametrize("pattern", ["scatter_reduce", "allreduce"])
+def test_patterns(tmp_path, capsys, pattern) -> None:
+    code = main(["train", *SMALL, "--pattern", pattern, "--store", tmp_path.as_uri(), "--json", "--no-progress"])
+    assert code == 0
+    cfg = json.loads(capsys.readouterr().out)["config"]
+    if pattern == "scatter_reduce":
+        assert cfg["num_aggregators"] == cfg["num_workers"] == 3 and cfg["batch_size_wor"] == cfg["batch_size_agg"]
+    else:
+        assert cfg["num_aggregators"] == 1
+
+
+@pytest.mark.slow
+def test_func_time_too_short_for_one_iteration(tmp_path, capsys) -> None:
+    code = main(["train", *SMALL[:-2], "--platform", "local", "--func-time", "1", "--store", tmp_path.as_uri()])
+    assert code == 2
+    assert "func_time" in capsys.readouterr().err
