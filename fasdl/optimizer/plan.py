@@ -1,0 +1,252 @@
+"""``optimize``: from a scenario and a transfer model to a frozen Plan that ``fasdl train`` runs.
+
+The plan carries the five fields of the trainer's payload (batch_size_agg, num_workers, memory,
+batch_size_wor, pattern_k) and, beside them, the model's prediction and the comparison with
+ScatterReduce (K = W) and AllReduce (K = 1) at the same W and M.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fasdl.errors import InvalidInput, PlanInfeasible
+from fasdl.optimizer.grid import TransferGrid, memory_grid, predict, transfer_grid
+from fasdl.optimizer.model import Prediction, Scenario, evaluate, prediction_at
+from fasdl.optimizer.search import (
+    DEFAULT_MAX_WORKERS,
+    Frontier,
+    exhaustive_frontier,
+    improved_frontier,
+    search,
+)
+from fasdl.transfer import TransferModel
+
+
+class NoPlan(PlanInfeasible):
+    """Nothing meets the deadline (or the budget). Says what the best plan would reach."""
+
+    def __init__(
+        self, message: str, *, fastest_time_s: float | None, cheapest_cost_usd: float | None
+    ) -> None:
+        super().__init__(message)
+        self.fastest_time_s = fastest_time_s
+        self.cheapest_cost_usd = cheapest_cost_usd
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    batch_size_agg: int
+    num_workers: int
+    memory: int
+    batch_size_wor: int
+    pattern_k: int
+    epochs: int
+    samples: int
+    func_time: float
+    objective: str  # "cost" (under deadline_s) or "time" (under budget_usd)
+    deadline_s: float | None
+    budget_usd: float | None
+    prediction: Prediction
+    scatter_reduce: Prediction  # K = W, A = B, at the same W and M
+    all_reduce: Prediction  # K = 1 at the same W and M
+    method: str
+    evaluations: int
+    search_seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON of ``fasdl optimize --json``, which ``fasdl train --plan`` reads."""
+        return {
+            "batch_size_agg": self.batch_size_agg,
+            "num_workers": self.num_workers,
+            "memory": self.memory,
+            "batch_size_wor": self.batch_size_wor,
+            "pattern_k": self.pattern_k,
+            "epochs": self.epochs,
+            "samples": self.samples,
+            "func_time": self.func_time,
+            "predicted_time_s": self.prediction.time_s,
+            "predicted_cost_usd": self.prediction.total_cost_usd,
+            "breakdown": self.prediction.breakdown(),
+            "scatter_reduce": self._against(self.scatter_reduce),
+            "all_reduce": self._against(self.all_reduce),
+            "objective": self.objective,
+            "deadline_s": self.deadline_s,
+            "budget_usd": self.budget_usd,
+            "search": {
+                "method": self.method,
+                "evaluations": self.evaluations,
+                "seconds": self.search_seconds,
+            },
+        }
+
+    def _against(self, other: Prediction) -> dict[str, Any]:
+        return {
+            "num_workers": other.num_workers,
+            "pattern_k": other.pattern_k,
+            "memory": other.memory_mb,
+            "batch_size_wor": other.batch_size_wor,
+            "time_s": other.time_s,
+            "cost_usd": other.total_cost_usd,
+            "problem": other.problem,  # why it could not run as configured (None: it could)
+            "time_saved_pct": savings_pct(other.time_s, self.prediction.time_s),
+            "cost_saved_pct": savings_pct(other.total_cost_usd, self.prediction.total_cost_usd),
+        }
+
+
+def savings_pct(baseline: float, ours: float) -> float | None:
+    if not math.isfinite(baseline) or baseline <= 0:
+        return None
+    return 100.0 * (baseline - ours) / baseline
+
+
+def _positive(value: float | None, field: str) -> None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise InvalidInput(field, f"{value:g} must be > 0")
+
+
+def search_space(
+    scenario: Scenario,
+    transfer: TransferModel,
+    memories: np.ndarray | None = None,
+    max_workers: int = DEFAULT_MAX_WORKERS,
+) -> TransferGrid:
+    """Check the space is not empty and tabulate its transfer times."""
+    if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+        raise InvalidInput("max_workers", f"{max_workers!r} must be a whole number ≥ 1")
+    mems = memory_grid() if memories is None else np.asarray(memories)
+    B = scenario.batch_size_agg
+    if scenario.max_aggregators < 1:
+        raise InvalidInput(
+            "max_global_batch",
+            f"the aggregators' batch B = {B} (from b = {scenario.coeffs.b:g} and γ = {scenario.gamma:g}) "
+            f"exceeds the global batch cap {scenario.global_batch_cap}",
+            "raise --max-global-batch or lower --gamma",
+        )
+    if not mems[-1] + scenario.coeffs.m > 0:
+        raise InvalidInput(
+            "coeffs: m", f"M + m ≤ 0 at every memory up to {int(mems[-1])} MB", "check the fit"
+        )
+    return transfer_grid(
+        transfer, scenario.coeffs.model_size_mb, min(scenario.max_aggregators, max_workers), mems
+    )
+
+
+def optimize(
+    scenario: Scenario,
+    transfer: TransferModel,
+    *,
+    deadline_s: float | None = None,
+    budget_usd: float | None = None,
+    method: str = "improved",
+    memories: np.ndarray | None = None,
+    max_workers: int = DEFAULT_MAX_WORKERS,
+) -> Plan:
+    """The cheapest plan within ``deadline_s`` or the fastest within ``budget_usd``.
+
+    Raises ``NoPlan`` (a ``PlanInfeasible``) when nothing meets the constraint."""
+    _positive(deadline_s, "deadline")
+    _positive(budget_usd, "budget")
+    grid = search_space(scenario, transfer, memories, max_workers)
+    result = search(
+        scenario,
+        grid,
+        method=method,
+        deadline_s=deadline_s,
+        budget_usd=budget_usd,
+        max_workers=max_workers,
+    )
+    if result.choice is None:
+        frontier = (
+            result.frontier
+            if result.frontier is not None
+            else improved_frontier(scenario, grid, max_workers)[0]
+        )
+        raise _no_plan(scenario, transfer, frontier, deadline_s, budget_usd, int(grid.memories[-1]))
+    W, K, M = result.choice
+    i = int(np.flatnonzero(grid.memories == M)[0])
+    chosen = prediction_at(
+        evaluate(scenario, W, K, M, grid.put_s[K - 1][i], grid.get_s[K - 1][i]),
+        scenario.batch_size_agg,
+    )
+    return Plan(
+        batch_size_agg=chosen.batch_size_agg,
+        num_workers=W,
+        memory=M,
+        batch_size_wor=chosen.batch_size_wor,
+        pattern_k=K,
+        epochs=scenario.epochs,
+        samples=scenario.samples,
+        func_time=scenario.func_time_s,
+        objective="cost" if deadline_s is not None else "time",
+        deadline_s=deadline_s,
+        budget_usd=budget_usd,
+        prediction=chosen,
+        scatter_reduce=predict(scenario, transfer, W, W, M),
+        all_reduce=predict(scenario, transfer, W, 1, M),
+        method=result.method,
+        evaluations=result.evaluations,
+        search_seconds=result.seconds,
+    )
+
+
+def _no_plan(
+    scenario: Scenario,
+    transfer: TransferModel,
+    frontier: Frontier,
+    deadline_s: float | None,
+    budget_usd: float | None,
+    max_memory: int,
+) -> NoPlan:
+    if not len(frontier):
+        why = predict(scenario, transfer, 1, 1, max_memory).problem
+        return NoPlan(
+            f"no configuration can run under the model (one worker at the largest memory: {why})",
+            fastest_time_s=None,
+            cheapest_cost_usd=None,
+        )
+    fast = frontier.config(0)
+    cheap = frontier.config(len(frontier) - 1)
+
+    def cfg(c: tuple[int, int, int]) -> str:
+        return f"num_workers={c[0]}, pattern_k={c[1]}, memory={c[2]}"
+
+    if deadline_s is not None:
+        msg = (
+            f"no plan meets the deadline of {deadline_s:,.0f} s: the fastest plan takes "
+            f"{frontier.time_s[0]:,.0f} s ({cfg(fast)}, ${frontier.cost_usd[0]:,.2f}); "
+            "give a longer --deadline, fewer --epochs or a larger --max-global-batch"
+        )
+    else:
+        msg = (
+            f"no plan costs at most ${budget_usd:,.2f}: the cheapest plan costs "
+            f"${frontier.cost_usd[-1]:,.2f} ({cfg(cheap)}, {frontier.time_s[-1]:,.0f} s); give a larger --budget"
+        )
+    return NoPlan(
+        msg,
+        fastest_time_s=float(frontier.time_s[0]),
+        cheapest_cost_usd=float(frontier.cost_usd[-1]),
+    )
+
+
+def pattern_frontiers(
+    scenario: Scenario,
+    grid: TransferGrid,
+    *,
+    exhaustive: bool = False,
+    max_workers: int = DEFAULT_MAX_WORKERS,
+) -> dict[str, Frontier]:
+    """Cost against time for K-Reduce (K free), ScatterReduce (K = W) and AllReduce (K = 1)."""
+    kreduce = (exhaustive_frontier if exhaustive else improved_frontier)(
+        scenario, grid, max_workers
+    )[0]
+    return {
+        "K-Reduce": kreduce,
+        "ScatterReduce": exhaustive_frontier(scenario, grid, max_workers, pattern="scatter_reduce")[
+            0
+        ],
+        "AllReduce": exhaustive_frontier(scenario, grid, max_workers, pattern="all_reduce")[0],
+    }
