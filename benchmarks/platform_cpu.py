@@ -114,6 +114,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['memory_mb']:>9}  {row['vcpus']:>5.2f}  {row['median_s']:>8.3f}  {row['cpus_used']:>9.2f}  "
             f"{row['ratio']:>5.2f}  {row['lambda_ratio']:>6.2f}  {'yes' if row['within_10pct'] else 'NO'}"
         )
+    reference_row = report["rows"][-1]
+    if reference_row["cpus_used"] < 0.9 * reference_row["vcpus"]:
+        print(
+            f"the {REFERENCE_MB:,} MB function got only {reference_row['cpus_used']:.2f} of its "
+            f"{reference_row['vcpus']:.2f} vCPUs: the machine is busy, so the ratios are squeezed"
+        )
     load = report["load_avg_1min"]
     print(
         f"({report['cpu_count']} cores, load average {load:.2f} at the end; {report['wall_s']:.0f} s in all)"
