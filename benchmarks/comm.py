@@ -32,7 +32,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 
 
-def _worker(url: str, job: str, w: int, W: int, K: int, numel: int, iterations: int, barrier, out) -> None:  # noqa: ANN001
+def _worker(url: str, job: str, w: int, W: int, K: int, numel: int, iterations: int, barrier, out) -> None:
     from fasdl.kreduce.keys import Keys
     from fasdl.kreduce.protocol import KReduce
     from fasdl.store import open_store

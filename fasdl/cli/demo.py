@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     store = args.store or Path(tempfile.mkdtemp(prefix="fasdl-demo-")).as_uri()
-    cfg = JobConfig(**{**DEMO_JOB, "epochs": args.epochs, "store": store})  # type: ignore[arg-type]
+    cfg = JobConfig.from_dict({**DEMO_JOB, "epochs": args.epochs, "store": store})
     if not args.json:
         print(
             f"fasdl demo: {cfg.num_workers} workers ({cfg.num_aggregators} aggregators, batch {cfg.batch_size_agg}; "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 from fasdl import __version__
 from fasdl.errors import FasdlError, PlanInfeasible
@@ -17,7 +18,7 @@ SUBCOMMANDS = ["demo", "train", "profile", "fit", "optimize", "smoke"]
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse already exits 2; add the hint
+    def error(self, message: str) -> NoReturn:  # argparse already exits 2; add the hint
         self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog}: error: {message}\n(see {self.prog} --help)\n")
 

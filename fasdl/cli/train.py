@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_with_progress(cfg: JobConfig, *, show: bool = True):  # noqa: ANN201
+def run_with_progress(cfg: JobConfig, *, show: bool = True):
     from tqdm import tqdm
 
     from fasdl.kreduce.coordinator import ProgressUpdate, run_job
@@ -122,7 +122,7 @@ def run_with_progress(cfg: JobConfig, *, show: bool = True):  # noqa: ANN201
         bar.close()
 
 
-def print_summary(s) -> None:  # noqa: ANN001
+def print_summary(s) -> None:
     c = s.config
     req = ", ".join(f"{k} {v:,}" for k, v in s.requests.items())
     acc = f"{100 * s.test_accuracy:.2f} %" if s.test_accuracy is not None else "n/a"

@@ -9,6 +9,7 @@ worker fails or the time runs out, it stops the others and says which worker and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -24,8 +25,8 @@ from fasdl.errors import FasdlError, InvalidInput, ObjectNotFound
 from fasdl.kreduce.config import JobConfig
 from fasdl.kreduce.keys import Keys
 from fasdl.kreduce.worker import make_model
+from fasdl.optimizer.prices import Prices, load_prices
 from fasdl.platform import Invocation, Platform, State, open_platform
-from fasdl.pricing import Prices, load_prices
 from fasdl.store import ObjectStore, open_store
 from fasdl.store.base import REQUEST_KINDS
 
@@ -197,10 +198,8 @@ def _run_round(
         _check_failures(invs, f"starting round {rnd}")
         for w in range(cfg.num_workers):
             if w not in arrived:
-                try:
+                with contextlib.suppress(ObjectNotFound):
                     arrived[w] = float(json.loads(store.get(keys.arrived(rnd, w)))["deadline"])
-                except ObjectNotFound:
-                    pass
         if len(arrived) < cfg.num_workers:
             if time.monotonic() > barrier_deadline:
                 missing = sorted(set(range(cfg.num_workers)) - set(arrived))
@@ -239,10 +238,8 @@ def _run_round(
             break
         if time.monotonic() > round_deadline:
             raise JobFailed(f"round {rnd}: workers still running {cfg.func_time_s + START_SLACK_S:.0f} s after start")
-        try:
+        with contextlib.suppress(TimeoutError):
             pending[0].wait(0.5)
-        except TimeoutError:
-            pass
     return [inv.result() for inv in invs]
 
 
@@ -337,10 +334,8 @@ def evaluate(job: PreparedJob, model_blob: bytes) -> float | None:
 
 
 def _write_invocations(store: ObjectStore, keys: Keys, platform: Platform) -> None:
-    try:
+    with contextlib.suppress(Exception):
         store.put(keys.invocations(), json.dumps([r.to_dict() for r in platform.records()], indent=1).encode())
-    except Exception:  # noqa: BLE001 - best effort while failing; the original error matters more
-        pass
 
 
 def _cleanup(store: ObjectStore, keys: Keys) -> None:
@@ -348,5 +343,5 @@ def _cleanup(store: ObjectStore, keys: Keys) -> None:
     try:
         for prefix in keys.scratch_prefixes():
             store.delete(store.list(prefix))
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass

@@ -28,7 +28,18 @@ class Prices:
     source: str
 
     def request_usd(self, kind: str) -> float:
+        # S3 bills a HEAD as a GET; a table may price it separately.
+        if kind == "HEAD" and kind not in self.usd_per_request:
+            kind = "GET"
         return self.usd_per_request[kind]
+
+    def function_cost(self, gb_s: float, invocations: int) -> float:
+        """Dollars for functions billed ``gb_s`` GB-seconds over ``invocations`` invocations."""
+        return gb_s * self.usd_per_gb_second + invocations * self.usd_per_invocation
+
+    def storage_cost(self, requests: dict[str, int]) -> float:
+        """Dollars for store requests counted by kind (PUT, GET, LIST, DELETE, HEAD)."""
+        return sum(n * self.request_usd(kind) for kind, n in requests.items())
 
 
 def _price(value: Any, field: str) -> float:
@@ -75,7 +86,8 @@ def prices_from_dict(d: Any, arch: str = "x86", where: str = "prices") -> Prices
         usd_per_invocation=_price(per_million, f"{where}: function.usd_per_million_requests") / 1e6,
         usd_per_request={
             k: _price(per_1000[k], f"{where}: store.usd_per_1000_requests.{k}") / 1000
-            for k in REQUEST_KINDS
+            for k in (*REQUEST_KINDS, "HEAD")
+            if k in per_1000
         },
         arch=arch,
         source=str(d.get("source", where)),
