@@ -1,0 +1,134 @@
+"""The profiling function (Lambda's signature): time training and transformation at one config.
+
+One invocation is one (memory, batch size) pair: the platform's memory setting is what is being
+measured. The function reads a sample of real training data from the store, builds the model
+on its input shape, runs warm-up iterations, then times training iterations (forward, backward,
+SGD step, as the K-Reduce worker does) and the transformation (the model's flat vector cut into
+K chunks and turned into bytes: what a K-Reduce worker sends each iteration).
+
+Why blocks of at least ``sample_s`` rather than single iterations: a function's CPU share is
+enforced in periods (Lambda's cgroup quota; the local platform's duty cycle of 50 ms), so a 1 ms
+iteration either runs at full speed or waits for the next period. One timed sample is the mean
+over a block of iterations lasting at least ``sample_s`` (many periods), which is the rate the
+function really gets; the result is the median of the samples. A slow iteration (longer than
+``sample_s``) is a block by itself, so big models are timed one iteration at a time.
+
+``event["kind"] == "transfer"`` runs the store's transfer profile instead (``storage.py``), so
+one deployed function serves both. Only the standard library is imported at the top: torch is
+imported inside, so the transfer profile runs at 128 MB.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+DEFAULT_SAMPLE_S = 0.5
+DEADLINE_MARGIN_S = 5.0  # stop timing this long before the function's timeout, to return in time
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    kind = event.get("kind", "train")
+    if kind == "transfer":
+        from fasdl.profiler.storage import transfer_handler
+
+        return transfer_handler(event, context)
+    if kind != "train":
+        raise ValueError(f"unknown profiling kind {kind!r} (train or transfer)")
+    return train_handler(event, context)
+
+
+def time_samples(
+    work: Callable[[], object],
+    *,
+    samples: int,
+    sample_s: float,
+    deadline: float,
+) -> list[float]:
+    """Seconds per call of ``work``: ``samples`` means, each over a block lasting >= ``sample_s``.
+
+    Stops early (with at least one sample) when the next block would end past ``deadline``
+    (``time.monotonic()``), so a slow configuration returns what it has instead of timing out.
+    """
+    out: list[float] = []
+    for _ in range(samples):
+        calls = 0
+        start = time.perf_counter()
+        elapsed = 0.0
+        while calls == 0 or elapsed < sample_s:
+            work()
+            calls += 1
+            elapsed = time.perf_counter() - start
+        out.append(elapsed / calls)
+        if time.monotonic() + elapsed > deadline:
+            break
+    return out
+
+
+def train_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """``event``: model, store, data_key, batch_size, iterations, warmup, chunks, seed, lr,
+    momentum, sample_s. Returns the medians and every sample, in seconds."""
+    started = time.monotonic()
+    import numpy as np
+    import torch
+
+    from fasdl.data import dataset_from_bytes
+    from fasdl.kreduce.flat import ModelVector, chunk_bounds
+    from fasdl.kreduce.worker import train_step
+    from fasdl.models import build_model, count_parameters
+    from fasdl.store import open_store
+
+    batch_size = int(event["batch_size"])
+    iterations = int(event["iterations"])
+    warmup = int(event["warmup"])
+    seed = int(event.get("seed", 0))
+    sample_s = float(event.get("sample_s", DEFAULT_SAMPLE_S))
+    deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - DEADLINE_MARGIN_S
+
+    store = open_store(event["store"])
+    data = dataset_from_bytes(store.get(event["data_key"]))
+    x_all = torch.from_numpy(np.array(data.x))  # a writable copy: the dataset is read-only
+    y_all = torch.from_numpy(np.array(data.y))
+    torch.manual_seed(seed)
+    model = build_model(event["model"], num_classes=data.num_classes, input_shape=data.input_shape)
+    vec = ModelVector.attach(model)
+    opt = torch.optim.SGD(
+        model.parameters(),
+        lr=float(event.get("lr", 0.05)),
+        momentum=float(event.get("momentum", 0.9)),
+    )
+    bounds = chunk_bounds(vec.numel, min(int(event.get("chunks", 1)), vec.numel))
+    rng = np.random.default_rng(seed)
+    n = len(data)
+
+    def train_iteration() -> None:
+        # The batch is picked inside the timed step, as the worker's train_s includes it.
+        idx = torch.from_numpy(rng.choice(n, batch_size, replace=n < batch_size))
+        train_step(model, opt, x_all[idx], y_all[idx])
+
+    def transform() -> None:
+        flat = vec.numpy()
+        for a, b in bounds:
+            flat[a:b].tobytes()
+
+    for _ in range(warmup):
+        train_iteration()
+    transform()
+    setup_s = time.monotonic() - started
+    train = time_samples(train_iteration, samples=iterations, sample_s=sample_s, deadline=deadline)
+    trans = time_samples(transform, samples=iterations, sample_s=sample_s, deadline=deadline)
+    return {
+        "train_s": statistics.median(train),
+        "trans_s": statistics.median(trans),
+        "train_samples_s": train,
+        "trans_samples_s": trans,
+        "numel": vec.numel,
+        "num_params": count_parameters(model),
+        "chunks": len(bounds),
+        "input_shape": list(data.input_shape),
+        "setup_s": setup_s,
+        "torch_threads": torch.get_num_threads(),
+        "vcpus": getattr(context, "vcpus", None),
+    }

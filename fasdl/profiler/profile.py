@@ -1,0 +1,392 @@
+"""The profiling stage: one function per (memory, batch size) pair, one at a time, each row on
+disk as soon as it is measured.
+
+``run_profile(ProfileConfig(...), "profile.csv")`` checks everything first (model, memory sizes,
+batch sizes, store, dataset, output file), puts a sample of real training data in the store,
+then invokes the ``profile`` handler (``handler.py``) once per pair, because the function's
+memory setting (and with it its CPU share) is what is measured. Pairs run one at a time so that
+each has the machine's cores to itself and its timings stay faithful. A pair that runs out of
+memory is recorded as ``out_of_memory``, one that fails as ``failed`` (with its error), and the
+run goes on. ``format_table`` prints the result as a memory x batch-size table.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fasdl.errors import InvalidInput
+from fasdl.platform.base import PLATFORMS, Invocation, Platform, State, open_platform
+from fasdl.platform.limits import MAX_TIMEOUT_S, MIN_TIMEOUT_S, check_memory_mb
+from fasdl.profiler.handler import DEFAULT_SAMPLE_S
+from fasdl.profiler.records import PROFILE_COLUMNS, ProfileSample, append_sample, read_profile
+
+DEFAULT_CHUNKS = 2  # K of a K-Reduce job's default (JobConfig.num_aggregators)
+WAIT_SLACK_S = 60.0  # beyond the function's timeout, for process start and queueing
+DATA_PREFIX = "profile"
+_OOM_MARKERS = ("MemoryError", "can't allocate memory", "out of memory")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProfileConfig:
+    """What to profile. Lists are kept sorted and without repeats."""
+
+    model: str
+    memory_mb: tuple[int, ...]
+    batch_sizes: tuple[int, ...]
+    store: str
+    platform: str = "local"
+    dataset: str = "synthetic"
+    iterations: int = 5  # timed samples per pair (each a block of >= sample_s, see handler.py)
+    warmup: int = 2  # untimed training iterations first
+    timeout_s: float = 900.0
+    seed: int = 0
+    chunks: int = DEFAULT_CHUNKS
+    sample_s: float = DEFAULT_SAMPLE_S
+    lr: float = 0.05
+    momentum: float = 0.9
+
+    def __post_init__(self) -> None:
+        if not self.memory_mb:
+            raise InvalidInput("memory", "no memory sizes", "e.g. --memory 512,1024,1769,3008")
+        if not self.batch_sizes:
+            raise InvalidInput("batch", "no batch sizes", "e.g. --batch 16,32,64,128")
+        mems = tuple(sorted({check_memory_mb(m) for m in self.memory_mb}))
+        for b in self.batch_sizes:
+            if isinstance(b, bool) or not isinstance(b, int) or b < 1:
+                raise InvalidInput(
+                    "batch",
+                    f"{b!r} is not a batch size (a whole number >= 1)",
+                    "e.g. --batch 16,32,64",
+                )
+        object.__setattr__(self, "memory_mb", mems)
+        object.__setattr__(self, "batch_sizes", tuple(sorted(set(self.batch_sizes))))
+        _whole_at_least("iterations", self.iterations, 1)
+        _whole_at_least("warmup", self.warmup, 0)
+        _whole_at_least("chunks", self.chunks, 1)
+        _whole_at_least("seed", self.seed, 0)
+        if not (
+            isinstance(self.timeout_s, int | float)
+            and MIN_TIMEOUT_S <= self.timeout_s <= MAX_TIMEOUT_S
+        ):
+            raise InvalidInput(
+                "timeout",
+                f"{self.timeout_s!r} s is outside {MIN_TIMEOUT_S}–{MAX_TIMEOUT_S} s",
+                "Lambda allows up to 900 s",
+            )
+        if not (isinstance(self.sample_s, int | float) and 0 < self.sample_s <= 60):
+            raise InvalidInput("sample_s", f"{self.sample_s!r} is outside (0, 60] s", "e.g. 0.5")
+        if self.platform not in PLATFORMS:
+            raise InvalidInput(
+                "platform", f"unknown platform {self.platform!r}", f"known: {', '.join(PLATFORMS)}"
+            )
+
+    @property
+    def pairs(self) -> list[tuple[int, int]]:
+        """(memory, batch size) in the order they run: memory, then batch size, ascending."""
+        return [(m, b) for m in self.memory_mb for b in self.batch_sizes]
+
+
+def _whole_at_least(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidInput(name, f"{value!r} is not a whole number >= {minimum}")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The model as the driver built it: what every row of the profile repeats."""
+
+    name: str
+    num_params: int
+    numel: int  # floats in the vector K-Reduce sends (parameters and floating buffers)
+    input_shape: tuple[int, int, int]
+    num_classes: int
+
+    @property
+    def model_size_mb(self) -> float:
+        return self.numel * 4 / 1e6
+
+
+@dataclass(frozen=True)
+class PairResult:
+    """One pair's row, the platform's state, its error if any, and the handler's details."""
+
+    sample: ProfileSample
+    state: str
+    error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    invocation: dict[str, Any] = field(default_factory=dict)  # InvocationRecord.to_dict()
+    resumed: bool = False  # read from an earlier run's file, not measured now
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **asdict(self.sample),
+            "state": self.state,
+            "error": self.error,
+            "resumed": self.resumed,
+            "details": self.details,
+            "invocation": self.invocation,
+        }
+
+
+@dataclass(frozen=True)
+class ProfileReport:
+    config: ProfileConfig
+    out: str
+    model: ModelInfo
+    results: tuple[PairResult, ...]
+    wall_s: float
+
+    def count(self, status: str) -> int:
+        return sum(1 for r in self.results if r.sample.status == status)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "out": self.out,
+            "config": asdict(self.config),
+            "model": {**asdict(self.model), "model_size_mb": self.model.model_size_mb},
+            "wall_s": self.wall_s,
+            "counts": {s: self.count(s) for s in ("ok", "out_of_memory", "failed")},
+            "results": [r.to_dict() for r in self.results],
+        }
+
+
+def check_config(cfg: ProfileConfig) -> None:
+    """Everything that can be checked without running anything: model, store, dataset."""
+    from fasdl.data import check_dataset_spec
+    from fasdl.models import check_model_name
+    from fasdl.store import open_store
+
+    check_model_name(cfg.model)
+    store = open_store(cfg.store)
+    if cfg.store.startswith("memory://") and cfg.platform != "inline":
+        raise InvalidInput(
+            "store",
+            f"a memory:// store lives inside one process; {cfg.platform} functions are separate processes",
+            "use file:///PATH (or s3://BUCKET/PREFIX)",
+        )
+    check_dataset_spec(cfg.dataset, store=store)
+
+
+def check_out(out: str | Path, *, resume: bool, model: str) -> set[tuple[int, int]]:
+    """Check the output file; with ``resume``, the pairs it already holds (to be skipped)."""
+    path = Path(out)
+    if not path.resolve().parent.is_dir():
+        raise InvalidInput(
+            "out", f"the directory of {str(path)!r} does not exist", "create it first"
+        )
+    if path.is_dir():
+        raise InvalidInput(
+            "out", f"{str(path)!r} is a directory", "give a file name, e.g. profile.csv"
+        )
+    if not path.exists() or path.stat().st_size == 0:
+        return set()
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    if lines[0].strip() != ",".join(PROFILE_COLUMNS):
+        raise InvalidInput(
+            "out", f"{path} exists and is not a fasdl profile CSV", "choose another --out"
+        )
+    if not resume:
+        raise InvalidInput(
+            "out",
+            f"{path} already exists",
+            "give --resume to measure only the pairs it lacks, or choose another --out",
+        )
+    if len(lines) == 1:
+        return set()
+    profile = read_profile(path)
+    if profile.model and profile.model != model:
+        raise InvalidInput(
+            "out", f"{path} profiles {profile.model!r}, not {model!r}", "choose another --out"
+        )
+    return {(s.memory_mb, s.batch_size) for s in profile.samples}
+
+
+def model_info(
+    cfg: ProfileConfig, input_shape: tuple[int, int, int], num_classes: int, probe: Any
+) -> ModelInfo:
+    """Build the model here once: its size for every row, and a forward pass on real samples so
+    that a model that does not fit the data fails now rather than in every function."""
+    import torch
+
+    from fasdl.kreduce.flat import ModelVector
+    from fasdl.models import build_model, count_parameters
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, num_classes=num_classes, input_shape=input_shape)
+    try:
+        model.eval()
+        with torch.no_grad():
+            out = model(torch.from_numpy(probe))
+        if tuple(out.shape) != (probe.shape[0], num_classes):
+            raise ValueError(
+                f"its output has shape {tuple(out.shape)}, expected ({probe.shape[0]}, {num_classes})"
+            )
+        vec = ModelVector.attach(model)
+    except Exception as e:
+        raise InvalidInput(
+            "model", f"{cfg.model} does not run on {cfg.dataset} (input {input_shape}): {e}"
+        ) from e
+    return ModelInfo(cfg.model, count_parameters(model), vec.numel, input_shape, num_classes)
+
+
+def run_profile(
+    cfg: ProfileConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    platform: Platform | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+    on_result: Callable[[PairResult], None] | None = None,
+) -> ProfileReport:
+    """Profile every pair of ``cfg`` not already in ``out`` (with ``resume``), appending each row.
+
+    ``on_start(memory_mb, batch_size)`` and ``on_result(result)`` report progress. The data
+    sample put in the store is deleted at the end, whatever happened.
+    """
+    import numpy as np
+
+    from fasdl.data import dataset_to_bytes, load_dataset
+    from fasdl.store import open_store
+
+    started = time.monotonic()
+    check_config(cfg)
+    done = check_out(out, resume=resume, model=cfg.model)
+    store = open_store(cfg.store)
+    train, _ = load_dataset(cfg.dataset, seed=cfg.seed, store=store)
+    max_batch = max(cfg.batch_sizes)
+    # Enough samples for varied batches; a dataset smaller than a batch is drawn with replacement.
+    n = min(len(train), 2 * max_batch)
+    sample = train.subset(
+        np.sort(np.random.default_rng(cfg.seed).choice(len(train), n, replace=False)),
+        name=f"{train.name}-profile",
+    )
+    info = model_info(cfg, train.input_shape, train.num_classes, np.array(sample.x[:2]))
+
+    results: list[PairResult] = []
+    if done:
+        for s in read_profile(out).samples:
+            results.append(PairResult(s, "resumed", resumed=True))
+    data_key = f"{DATA_PREFIX}/{secrets.token_hex(6)}/data.npz"
+    own_platform = platform is None
+    plat = platform if platform is not None else open_platform(cfg.platform, concurrency=1)
+    try:
+        store.put(data_key, dataset_to_bytes(sample))
+        for m, b in cfg.pairs:
+            if (m, b) in done:
+                continue
+            if on_start is not None:
+                on_start(m, b)
+            result = profile_pair(plat, cfg, info, store.url, data_key, m, b)
+            append_sample(out, result.sample)
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    finally:
+        store.delete(data_key)
+        if own_platform:
+            plat.shutdown()
+    order = {p: i for i, p in enumerate(cfg.pairs)}
+    results.sort(key=lambda r: order.get((r.sample.memory_mb, r.sample.batch_size), len(order)))
+    return ProfileReport(cfg, str(out), info, tuple(results), time.monotonic() - started)
+
+
+def profile_pair(
+    plat: Platform,
+    cfg: ProfileConfig,
+    info: ModelInfo,
+    store_url: str,
+    data_key: str,
+    memory_mb: int,
+    batch_size: int,
+) -> PairResult:
+    """Invoke one function at ``memory_mb`` and wait for it (its timeout plus a slack at most)."""
+    payload = {
+        "kind": "train",
+        "model": cfg.model,
+        "store": store_url,
+        "data_key": data_key,
+        "batch_size": batch_size,
+        "iterations": cfg.iterations,
+        "warmup": cfg.warmup,
+        "chunks": cfg.chunks,
+        "seed": cfg.seed,
+        "sample_s": cfg.sample_s,
+        "lr": cfg.lr,
+        "momentum": cfg.momentum,
+    }
+    inv = plat.invoke("profile", payload, memory_mb=memory_mb, timeout_s=cfg.timeout_s)
+    inv.wait(cfg.timeout_s + WAIT_SLACK_S)
+    return pair_result(inv, info, batch_size)
+
+
+def pair_result(inv: Invocation, info: ModelInfo, batch_size: int) -> PairResult:
+    """The row of a finished invocation: times if it succeeded, its status otherwise."""
+    common = {
+        "memory_mb": inv.memory_mb,
+        "batch_size": batch_size,
+        "peak_memory_mb": round(inv.peak_memory_mb, 1) if inv.peak_memory_mb > 0 else None,
+        "billed_ms": float(inv.billed_ms) if inv.billed_ms > 0 else None,
+        "model": info.name,
+        "model_size_mb": info.model_size_mb,
+        "num_params": info.num_params,
+    }
+    if inv.state is State.SUCCEEDED:
+        r = dict(inv.result_value)
+        sample = ProfileSample(
+            train_s=_positive(r["train_s"]), trans_s=_positive(r["trans_s"]), status="ok", **common
+        )
+        return PairResult(sample, inv.state.value, details=r, invocation=inv.record().to_dict())
+    error = inv.error or inv.state.value
+    oom = inv.state is State.OUT_OF_MEMORY or any(m in error for m in _OOM_MARKERS)
+    status = "out_of_memory" if oom else "failed"
+    sample = ProfileSample(train_s=None, trans_s=None, status=status, **common)
+    return PairResult(sample, inv.state.value, error, invocation=inv.record().to_dict())
+
+
+def _positive(x: object) -> float:
+    """A measured time; a clock that reads 0 for a very fast call is floored at 1 ns."""
+    value = float(x)  # type: ignore[arg-type]
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"the function reported a time of {x!r}")
+    return max(value, 1e-9)
+
+
+def format_table(report: ProfileReport) -> str:
+    """Training ms per iteration, memory down and batch size across; OOM / failed where so."""
+    cfg = report.config
+    cells = {(r.sample.memory_mb, r.sample.batch_size): r.sample for r in report.results}
+    batches = sorted({b for _, b in cells} | set(cfg.batch_sizes))
+    mems = sorted({m for m, _ in cells} | set(cfg.memory_mb))
+    width = 10
+    head = (
+        f"{'memory MB':>10} |"
+        + "".join(f"{'B=' + str(b):>{width}}" for b in batches)
+        + f" |{'trans ms':>{width}}{'peak MB':>{width}}"
+    )
+    lines = ["train ms per iteration (median)", head, "-" * len(head)]
+    for m in mems:
+        row = f"{m:>10} |"
+        trans, peaks = [], []
+        for b in batches:
+            s = cells.get((m, b))
+            if s is None:
+                text = "-"
+            elif s.ok:
+                assert s.train_s is not None and s.trans_s is not None
+                text = f"{s.train_s * 1000:.1f}"
+                trans.append(s.trans_s)
+            else:
+                text = "OOM" if s.status == "out_of_memory" else "failed"
+            if s is not None and s.peak_memory_mb is not None:
+                peaks.append(s.peak_memory_mb)
+            row += f"{text:>{width}}"
+        trans_text = f"{sorted(trans)[len(trans) // 2] * 1000:.3g}" if trans else "-"
+        peak_text = f"{max(peaks):.0f}" if peaks else "-"
+        lines.append(row + f" |{trans_text:>{width}}{peak_text:>{width}}")
+    return "\n".join(lines)
