@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from fasdl.errors import InvalidInput, ObjectNotFound, StoreError
 from fasdl.store.base import REQUEST_KINDS, ObjectStore
 
-__all__ = ["REQUEST_KINDS", "ObjectNotFound", "ObjectStore", "StoreError", "open_store", "SCHEMES"]
+__all__ = ["REQUEST_KINDS", "SCHEMES", "ObjectNotFound", "ObjectStore", "StoreError", "open_store"]
 
 # scheme -> ("module:Class", install hint)
 SCHEMES: dict[str, tuple[str, str]] = {

@@ -13,6 +13,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from fasdl.errors import InvalidInput, ObjectNotFound, WaitTimeout
 
@@ -30,6 +31,15 @@ def check_key(key: str) -> str:
     if any(p == ".." for p in parts):
         raise InvalidInput("key", f"{key!r} contains '..'", "keys may not climb out of the store's root")
     return key
+
+
+def child_url(url: str, prefix: str) -> str:
+    """``url`` with ``prefix`` appended to its path; the query (an S3 endpoint, say) is kept."""
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/") + "/" + quote(prefix.strip("/"))
+    if not parts.netloc and not parts.path.startswith("/"):
+        path = path.lstrip("/")
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
 
 
 class RequestCounter:
@@ -50,6 +60,13 @@ class RequestCounter:
     def reset(self) -> None:
         with self._lock:
             self._counts.clear()
+
+    def __getstate__(self) -> dict[str, int]:
+        return self.snapshot()
+
+    def __setstate__(self, counts: dict[str, int]) -> None:
+        self._lock = threading.Lock()
+        self._counts = Counter(counts)
 
 
 class ObjectStore(ABC):
@@ -164,9 +181,9 @@ class PrefixedStore(ObjectStore):
     """Keys under a prefix of another store; a job's view, so it cannot touch another job's keys."""
 
     def __init__(self, inner: ObjectStore, prefix: str) -> None:
-        prefix = prefix.strip("/")
-        check_key(prefix)
-        super().__init__(inner.url.rstrip("/") + "/" + prefix)
+        check_key(prefix)  # before stripping: an absolute prefix is a mistake, not a spelling
+        prefix = prefix.rstrip("/")
+        super().__init__(child_url(inner.url, prefix))
         self.inner = inner
         self.prefix = prefix + "/"
         self.counter = inner.counter

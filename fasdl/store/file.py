@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -62,10 +63,8 @@ class FileStore(ObjectStore):
 
     def _delete(self, keys: list[str]) -> None:
         for k in keys:
-            try:
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
                 self._path(k).unlink()
-            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-                pass
 
     def _list(self, prefix: str) -> list[str]:
         # Walk only the deepest directory the prefix names, not the whole root.
@@ -75,7 +74,8 @@ class FileStore(ObjectStore):
             return []
         out = []
         for dirpath, dirnames, filenames in os.walk(start):
-            if Path(dirpath) == self.root and _TMP_DIR in dirnames:
+            # At any depth: a store opened at a subdirectory keeps its temporary files there.
+            if _TMP_DIR in dirnames:
                 dirnames.remove(_TMP_DIR)
             rel_dir = os.path.relpath(dirpath, self.root)
             for name in filenames:

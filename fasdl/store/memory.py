@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from fasdl.errors import ObjectNotFound
 from fasdl.store.base import ObjectStore
@@ -19,10 +19,16 @@ class MemoryStore(ObjectStore):
             self._objects = _BUCKETS.setdefault(name, {})
         self._base = prefix.strip("/") + "/" if prefix.strip("/") else ""
 
+    @staticmethod
+    def discard(name: str) -> None:
+        """Drop the named in-memory bucket and its objects (tests create one per test)."""
+        with _LOCK:
+            _BUCKETS.pop(name, None)
+
     @classmethod
     def from_url(cls, url: str) -> ObjectStore:
         parts = urlsplit(url)
-        return cls(parts.netloc or "default", parts.path.strip("/"))
+        return cls(parts.netloc or "default", unquote(parts.path).strip("/"))
 
     def _put(self, key: str, data: bytes) -> None:
         with _LOCK:  # a dict assignment is atomic; the lock keeps list() consistent
