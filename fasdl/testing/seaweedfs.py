@@ -262,6 +262,15 @@ class SeaweedServer:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+        self._remove_sockets()
+
+    def _remove_sockets(self) -> None:
+        """weed leaves unix sockets named after its ports in /tmp when killed; remove ours."""
+        dirs = {Path("/tmp"), Path(tempfile.gettempdir())}
+        for port in self.ports.values():
+            for d in dirs:
+                for sock in d.glob(f"seaweedfs-*-{port}.sock"):
+                    sock.unlink(missing_ok=True)
 
     def _cleanup_dir(self) -> None:
         if self._tmp is not None:
