@@ -195,15 +195,15 @@ def _run_round(
     delay = 0.01
     barrier_deadline = time.monotonic() + START_SLACK_S
     while len(arrived) < cfg.num_workers:
-        _check_failures(invs, f"starting round {rnd}")
+        missing = sorted(set(range(cfg.num_workers)) - set(arrived))
+        _check_failures(invs, f"starting round {rnd} (workers {missing} not started yet)")
         for w in range(cfg.num_workers):
             if w not in arrived:
                 with contextlib.suppress(ObjectNotFound):
                     arrived[w] = float(json.loads(store.get(keys.arrived(rnd, w)))["deadline"])
         if len(arrived) < cfg.num_workers:
             if time.monotonic() > barrier_deadline:
-                missing = sorted(set(range(cfg.num_workers)) - set(arrived))
-                raise JobFailed(f"round {rnd}: workers {missing} did not start within {START_SLACK_S:.0f} s")
+                raise JobFailed(f"round {rnd}: workers {sorted(set(range(cfg.num_workers)) - set(arrived))} did not start within {START_SLACK_S:.0f} s")
             time.sleep(delay)
             delay = min(delay * 1.5, 0.25)
     store.put(keys.go(rnd), json.dumps({"deadline": min(arrived.values())}).encode())
@@ -250,7 +250,7 @@ def _check_failures(invs: list[Invocation], during: str) -> None:
             if inv.state is State.TIMED_OUT and during.startswith("starting"):
                 raise InvalidInput(
                     "func_time",
-                    f"{inv.timeout_s:g} s is too short: worker {w} timed out before its first iteration",
+                    f"{inv.timeout_s:g} s is too short: worker {w} timed out {during}",
                     "raise --func-time (starting a function and loading the model and data must fit in it)",
                 )
             raise JobFailed(f"worker {w} {inv.state.value} during {during}: {detail}")
