@@ -48,7 +48,8 @@ def _worker(url: str, job: str, w: int, W: int, K: int, numel: int, iterations: 
     for t in range(1, iterations + 1):
         t0 = time.perf_counter()
         res = comm.exchange(t, vec)
-        times.append(time.perf_counter() - t0)
+        tm = res.timings
+        times.append((time.perf_counter() - t0, tm.upload_s, tm.aggregate_s, tm.download_s))
         if res.vector is not None:
             vec = res.vector
     after = store.requests
@@ -68,9 +69,13 @@ def run_case(url: str, W: int, K: int, numel: int, iterations: int) -> dict:
     for p in procs:
         p.join(timeout=60)
     results.sort()
-    agg0 = results[0][1][1:]  # drop iteration 1: process skew and cold caches
+    agg0 = results[0][1][1:]  # aggregator 0, the critical path; drop iteration 1 (process skew, cold caches)
     requests = {k: sum(r[2][k] for r in results) / iterations for k in results[0][2]}
-    return {"median_s": statistics.median(agg0), "requests_per_iteration": requests}
+    phases = {
+        name: statistics.median(row[i] for row in agg0)
+        for i, name in enumerate(("total_s", "upload_s", "aggregate_s", "download_s"))
+    }
+    return {"median_s": phases.pop("total_s"), "phases_s": phases, "requests_per_iteration": requests}
 
 
 def bound_s(numel: int, W: int, throughput: dict, store: str) -> float | None:
@@ -134,7 +139,9 @@ def main() -> int:
                     if not args.json:
                         req = ", ".join(f"{k} {v:.0f}" for k, v in r["requests_per_iteration"].items())
                         ratio = f"{r['median_s'] / b:.2f}x bound {b:.2f} s" if b else "no bound measured"
-                        print(f"{store:5s} W={W} K={K}: {r['median_s']:.2f} s/iteration ({ratio}); requests/iteration: {req}", flush=True)
+                        ph = " + ".join(f"{k[:-2]} {v:.2f}" for k, v in r["phases_s"].items())
+                        print(f"{store:5s} W={W} K={K}: {r['median_s']:.2f} s/iteration ({ratio}) = {ph}; "
+                              f"requests/iteration: {req}", flush=True)
     finally:
         if server:
             server.__exit__(None, None, None)
