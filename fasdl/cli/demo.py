@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
-from fasdl.cli.train import print_summary, run_with_progress
+from fasdl.cli.train import run_and_report
 from fasdl.kreduce.config import JobConfig
 
 DEMO_JOB = {
@@ -51,9 +50,4 @@ def run(args: argparse.Namespace) -> int:
             f"others batch {cfg.batch_size_wor}) train a {cfg.model} on digits, {cfg.epochs} epochs, "
             f"{cfg.memory_mb} MB functions limited to {cfg.func_time_s:g} s, store {store}"
         )
-    summary = run_with_progress(cfg, show=not args.no_progress)
-    if args.json:
-        print(json.dumps(summary.to_dict()))
-    else:
-        print_summary(summary)
-    return 0
+    return run_and_report(cfg, as_json=args.json, show_progress=not args.no_progress)

@@ -88,9 +88,13 @@ def config_from_args(args: argparse.Namespace, **defaults: Any) -> JobConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
-    summary = run_with_progress(cfg, show=not args.no_progress)
-    if args.json:
+    return run_and_report(config_from_args(args), as_json=args.json, show_progress=not args.no_progress)
+
+
+def run_and_report(cfg: JobConfig, *, as_json: bool, show_progress: bool) -> int:
+    """Run the job with a progress bar, then print its summary (as one JSON object with ``as_json``)."""
+    summary = run_with_progress(cfg, show=show_progress)
+    if as_json:
         print(json.dumps(summary.to_dict()))
     else:
         print_summary(summary)
