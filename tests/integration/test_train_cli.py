@@ -112,3 +112,26 @@ def test_func_time_too_short_for_one_iteration(tmp_path, capsys) -> None:
     code = main(["train", *SMALL[:-2], "--platform", "local", "--func-time", "1", "--store", tmp_path.as_uri()])
     assert code == 2
     assert "func_time" in capsys.readouterr().err
+
+
+def test_the_optimizers_plan_trains(tmp_path) -> None:
+    """`fasdl optimize --json > plan.json` feeds `fasdl train --plan plan.json`."""
+    coeffs = tmp_path / "coeffs.json"
+    coeffs.write_text(json.dumps({"a": 400.0, "b": 8.0, "m": 50.0, "k1": 2.0, "k2": -0.3, "model_size_mb": 0.12}))
+    plan = subprocess.run(
+        [*FASDL, "optimize", "--coeffs", str(coeffs), "--epochs", "1", "--samples", "300", "--deadline", "600",
+         "--max-workers", "3", "--max-memory", "1024", "--max-global-batch", "64", "--json"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert plan.returncode == 0, plan.stderr
+    (tmp_path / "plan.json").write_text(plan.stdout)
+    p = json.loads(plan.stdout)
+    out = subprocess.run(
+        [*FASDL, "train", "--plan", str(tmp_path / "plan.json"), "--model", "mlp", "--dataset", "synthetic:300",
+         "--platform", "inline", "--store", (tmp_path / "s").as_uri(), "--json", "--no-progress"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    cfg = json.loads(out.stdout)["config"]
+    assert (cfg["num_workers"], cfg["num_aggregators"], cfg["memory_mb"]) == (p["num_workers"], p["pattern_k"], p["memory"])
+    assert (cfg["batch_size_agg"], cfg["batch_size_wor"]) == (p["batch_size_agg"], p["batch_size_wor"])
