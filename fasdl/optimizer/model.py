@@ -204,7 +204,9 @@ def evaluate(
             "PUT": iterations * W * K + W * restarts,
             "GET": iterations * 2 * K * (W - 1) + W * invocations + W * restarts,
             "LIST": np.zeros_like(W),  # waits poll exact keys
-            "DELETE": iterations * np.ceil(W * K / KEYS_PER_DELETE),
+            # Each aggregator deletes the W-1 pieces it consumed (and its merged chunk of t-2)
+            # in one multi-object request.
+            "DELETE": iterations * K * np.ceil(W / KEYS_PER_DELETE),
         }
         functions_usd = gb_seconds * p.usd_per_gb_second
         invocations_usd = W * invocations * p.usd_per_invocation
