@@ -18,21 +18,23 @@ billed duration, start-up included).
 
 This machine has few cores and the local platform gives a function M/1769 vCPUs, so a plan is
 only timed faithfully when its functions fit: W x M / 1769 <= --vcpus (default: the cores). The
-optimizer has no such constraint, so it is run once per box (--max-workers w,
+optimizer has no such constraint, so its search runs once per box (--max-workers w,
 --max-memory floor(vcpus x 1769 / w)); the union of those boxes is exactly the allowed region,
-and the cheapest plan over all boxes is the constrained optimum. Deadlines are chosen on that
+and the cheapest plan over all boxes is the constrained optimum. Each chosen plan is then
+written by ``fasdl optimize`` with its box's options, as a user would. Deadlines are chosen on that
 constrained Pareto frontier, among the plans predicted to train within --max-run-s (so that a
 full run stays near ten minutes): the fastest, the cheapest, and one between when there is one;
 when there are fewer than three, a third run restricts the functions to --small-memory MB
 (more, smaller functions).
 
-    python benchmarks/predict.py                 # ~10 min: profile, fit, 3 plans of 10 epochs of 4,000
+    python benchmarks/predict.py                 # 7-10 min: profile, fit, 3 plans of 10 epochs of 4,000
     python benchmarks/predict.py --quick         # ~2 min smoke run
     python benchmarks/predict.py --json          # the figures as one JSON object
     python benchmarks/predict.py --profile P.csv --transfer T.csv   # reuse a profile
 
-Results go to benchmarks/results/predict-<time>.json and .csv. The machine's load average is
-recorded around every run: other load on the cores slows the functions and lowers the accuracy.
+Results go to benchmarks/results/predict-<time>.json and .csv. The load average and the cores
+other processes keep busy are recorded around every job: other load on the cores slows the
+functions and lowers the accuracy, so run it on a quiet machine.
 """
 
 from __future__ import annotations
