@@ -187,8 +187,10 @@ def evaluate(
         by_cap = np.floor((scenario.global_batch_cap - K * B) / np.maximum(nonagg, 1))
         A = np.where(nonagg > 0, np.minimum(by_time, by_cap), B)
         global_batch = K * B + nonagg * A
+        # As the trainer runs them: the partition drops D mod Bg samples, so each epoch has
+        # floor(D/Bg) iterations (the paper's floor(D*E/Bg) can count one more per few epochs).
         iterations = np.where(
-            global_batch > 0, np.floor(scenario.samples * scenario.epochs / global_batch), 0
+            global_batch > 0, np.floor(scenario.samples / np.maximum(global_batch, 1)) * scenario.epochs, 0
         )
         time_s = iterations * iteration
         # Workers stop at an iteration boundary before the function time limit, then re-invoke.

@@ -228,7 +228,7 @@ class _LowerBounds:
 
     def __init__(self, scenario: Scenario) -> None:
         self.scenario = scenario
-        self.min_iterations = scenario.samples * scenario.epochs // scenario.global_batch_cap
+        self.min_iterations = (scenario.samples // scenario.global_batch_cap) * scenario.epochs
         p = scenario.prices
         self.gb_s, self.inv = p.usd_per_gb_second, p.usd_per_invocation
         self.put_usd, self.get_usd = p.request_usd("PUT"), p.request_usd("GET")
