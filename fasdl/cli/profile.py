@@ -370,7 +370,7 @@ def _transfer_table(outcomes: list[TransferOutcome]) -> str:
             lines.append(f"{o.memory_mb:>10} MB  {o.state}")
             continue
         cells = "  ".join(
-            f"{r['object_mb']:g} MB {r['upload_s']:.3f}/{r['download_s']:.3f}" for r in o.rows
+            f"{r['object_mb']:g} MB {r['upload_s']:.3g}/{r['download_s']:.3g}" for r in o.rows
         )
         lines.append(f"{o.memory_mb:>10} MB  {cells}")
     return "\n".join(lines)
