@@ -327,26 +327,33 @@ def profile_pair(
 
 def pair_result(inv: Invocation, info: ModelInfo, batch_size: int) -> PairResult:
     """The row of a finished invocation: times if it succeeded, its status otherwise."""
-    common = {
-        "memory_mb": inv.memory_mb,
-        "batch_size": batch_size,
-        "peak_memory_mb": round(inv.peak_memory_mb, 1) if inv.peak_memory_mb > 0 else None,
-        "billed_ms": float(inv.billed_ms) if inv.billed_ms > 0 else None,
-        "model": info.name,
-        "model_size_mb": info.model_size_mb,
-        "num_params": info.num_params,
-    }
+
+    def row(
+        status: str, train_s: float | None = None, trans_s: float | None = None
+    ) -> ProfileSample:
+        return ProfileSample(
+            memory_mb=inv.memory_mb,
+            batch_size=batch_size,
+            train_s=train_s,
+            trans_s=trans_s,
+            peak_memory_mb=round(inv.peak_memory_mb, 1) if inv.peak_memory_mb > 0 else None,
+            billed_ms=float(inv.billed_ms) if inv.billed_ms > 0 else None,
+            status=status,
+            model=info.name,
+            model_size_mb=info.model_size_mb,
+            num_params=info.num_params,
+        )
+
+    record = inv.record().to_dict()
     if inv.state is State.SUCCEEDED:
         r = dict(inv.result_value)
-        sample = ProfileSample(
-            train_s=_positive(r["train_s"]), trans_s=_positive(r["trans_s"]), status="ok", **common
-        )
-        return PairResult(sample, inv.state.value, details=r, invocation=inv.record().to_dict())
+        sample = row("ok", _positive(r["train_s"]), _positive(r["trans_s"]))
+        return PairResult(sample, inv.state.value, details=r, invocation=record)
     error = inv.error or inv.state.value
     oom = inv.state is State.OUT_OF_MEMORY or any(m in error for m in _OOM_MARKERS)
-    status = "out_of_memory" if oom else "failed"
-    sample = ProfileSample(train_s=None, trans_s=None, status=status, **common)
-    return PairResult(sample, inv.state.value, error, invocation=inv.record().to_dict())
+    return PairResult(
+        row("out_of_memory" if oom else "failed"), inv.state.value, error, invocation=record
+    )
 
 
 def _positive(x: object) -> float:
