@@ -21,17 +21,17 @@ import sys
 import time
 
 from fasdl.platform.limits import vcpus_for_memory
-from fasdl.platform.local import LocalPlatform
+from fasdl.platform.local import DEFAULT_PERIOD_S, LocalPlatform
 
 MEMORY_SIZES_MB = (442, 885, 1769)
 REFERENCE_MB = 1769
 TOLERANCE = 0.10
 
 
-def measure(*, reps: int, steps: int, batch_size: int, timeout_s: float) -> dict:
+def measure(*, reps: int, steps: int, batch_size: int, timeout_s: float, period_s: float) -> dict:
     times: dict[int, list[float]] = {m: [] for m in MEMORY_SIZES_MB}
     rates: dict[int, list[float]] = {m: [] for m in MEMORY_SIZES_MB}
-    with LocalPlatform(concurrency=1) as plat:
+    with LocalPlatform(concurrency=1, cpu_period_s=period_s) as plat:
         for rep in range(reps):
             for memory_mb in MEMORY_SIZES_MB:
                 inv = plat.invoke(
@@ -91,13 +91,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--timeout", type=float, default=600, help="timeout per function in s (default 600)"
     )
+    parser.add_argument(
+        "--period", type=float, default=DEFAULT_PERIOD_S, help="CPU duty-cycling period in s (default %(default)s)"
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     if args.reps < 1 or args.steps < 1 or args.batch_size < 1:
         parser.error("--reps, --steps and --batch-size must be at least 1")
     started = time.monotonic()
     report = measure(
-        reps=args.reps, steps=args.steps, batch_size=args.batch_size, timeout_s=args.timeout
+        reps=args.reps, steps=args.steps, batch_size=args.batch_size, timeout_s=args.timeout,
+        period_s=args.period,
     )
     report["wall_s"] = time.monotonic() - started
     if args.json:
