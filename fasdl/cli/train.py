@@ -6,9 +6,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fasdl.kreduce.config import PATTERNS, JobConfig, read_job_file
+
+if TYPE_CHECKING:
+    from fasdl.kreduce.coordinator import JobSummary
 
 # flag dest -> JobConfig field
 FLAG_FIELDS = {
@@ -101,7 +104,7 @@ def run_and_report(cfg: JobConfig, *, as_json: bool, show_progress: bool) -> int
     return 0
 
 
-def run_with_progress(cfg: JobConfig, *, show: bool = True):
+def run_with_progress(cfg: JobConfig, *, show: bool = True) -> JobSummary:
     from tqdm import tqdm
 
     from fasdl.kreduce.coordinator import ProgressUpdate, run_job
@@ -126,7 +129,7 @@ def run_with_progress(cfg: JobConfig, *, show: bool = True):
         bar.close()
 
 
-def print_summary(s) -> None:
+def print_summary(s: JobSummary) -> None:
     c = s.config
     req = ", ".join(f"{k} {v:,}" for k, v in s.requests.items())
     acc = f"{100 * s.test_accuracy:.2f} %" if s.test_accuracy is not None else "n/a"

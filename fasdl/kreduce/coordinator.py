@@ -10,6 +10,7 @@ worker fails or the time runs out, it stops the others and says which worker and
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import time
 from collections.abc import Callable
@@ -130,7 +131,7 @@ def run_job(
     cfg, store = job.cfg, job.store
     prices = prices or load_prices()
     keys = Keys.for_job(cfg)
-    if store.exists(keys.summary()) or store.list(keys.output):
+    if store.list(keys.output):
         raise InvalidInput("job_id", f"job {cfg.job_id!r} already has outputs in {store.url}", "choose another --job-id")
     own_platform = platform is None
     platform = platform or open_platform(cfg.platform, concurrency=max(1000, cfg.num_workers))
@@ -318,8 +319,6 @@ def evaluate(job: PreparedJob, model_blob: bytes) -> float | None:
     """Test accuracy of the final model, in this process."""
     if len(job.test.y) == 0:
         return None
-    import io
-
     meta = job.meta()
     model = make_model(job.cfg, meta["num_classes"], tuple(meta["input_shape"]))
     model.load_state_dict(torch.load(io.BytesIO(model_blob), weights_only=True))

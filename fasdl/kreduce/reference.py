@@ -14,7 +14,7 @@ from fasdl.data import ArrayDataset
 from fasdl.kreduce.config import JobConfig
 from fasdl.kreduce.flat import ModelVector
 from fasdl.kreduce.protocol import merge_weights, weighted_sum
-from fasdl.kreduce.worker import batch_indices, make_model, make_optimizer, train_step
+from fasdl.kreduce.worker import make_model, make_optimizer, train_step, worker_batch
 
 
 def reference_run(cfg: JobConfig, partitions: list[ArrayDataset], meta: dict, iterations: int) -> np.ndarray:
@@ -31,7 +31,7 @@ def reference_run(cfg: JobConfig, partitions: list[ArrayDataset], meta: dict, it
     for t in range(1, iterations + 1):
         for w in range(W):
             x, y = data[w]
-            _, idx = batch_indices(len(y), cfg.batch_sizes[w], t, cfg.seed, w)
+            _, idx = worker_batch(len(y), cfg.batch_sizes[w], t, cfg.seed, w)
             train_step(models[w], opts[w], x[idx], y[idx])
         merged = weighted_sum([v.numpy().copy() for v in vecs], weights)
         for w in range(W):

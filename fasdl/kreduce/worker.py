@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fasdl.data import dataset_from_bytes, epoch_order
+from fasdl.data import batch_indices, dataset_from_bytes
 from fasdl.kreduce.config import JobConfig
 from fasdl.kreduce.flat import ModelVector
 from fasdl.kreduce.keys import Keys
@@ -64,12 +64,13 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y:
     return float(loss.detach())
 
 
-def batch_indices(num_samples: int, batch_size: int, iteration: int, seed: int, worker: int) -> tuple[int, np.ndarray]:
-    """Epoch and sample indices of global iteration ``iteration`` (1-based) for one worker."""
-    iters_per_epoch = num_samples // batch_size
-    epoch, j = divmod(iteration - 1, iters_per_epoch)
-    order = epoch_order(num_samples, epoch, seed * 1_000_003 + worker)
-    return epoch, order[j * batch_size : (j + 1) * batch_size]
+def worker_batch(num_samples: int, batch_size: int, iteration: int, seed: int, worker: int) -> tuple[int, np.ndarray]:
+    """Epoch and sample indices of global iteration ``iteration`` (1-based) for one worker.
+
+    Each worker shuffles its partition in its own order, derived from the job's seed.
+    """
+    epoch = (iteration - 1) // (num_samples // batch_size)
+    return epoch, batch_indices(num_samples, batch_size, iteration - 1, seed * 1_000_003 + worker)
 
 
 def save_checkpoint(iteration: int, vec: ModelVector, opt: torch.optim.Optimizer) -> bytes:
@@ -135,7 +136,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         while t < min(stop_at, total_iterations):
             t += 1
             it0 = time.perf_counter()
-            epoch, idx = batch_indices(len(y_all), batch, t, cfg.seed, w)
+            epoch, idx = worker_batch(len(y_all), batch, t, cfg.seed, w)
             loss = train_step(model, opt, x_all[idx], y_all[idx])
             train_s = time.perf_counter() - it0
 

@@ -151,8 +151,8 @@ def test_frontier_is_a_pareto_frontier(s, transfer):
         assert bool(ev.ok) and float(ev.time_s) == pytest.approx(f.time_s[i])
 
 
-def test_infeasible_deadline_names_the_fastest_time():
-    s = Scenario(
+def _resnet_like() -> Scenario:
+    return Scenario(
         coeffs=coefficients_from_dict(
             {"a": 600, "b": 10, "m": 200, "k1": 0.5, "k2": 0.0, "model_size_mb": 45}
         ),
@@ -160,6 +160,10 @@ def test_infeasible_deadline_names_the_fastest_time():
         samples=50_000,
         epochs=10,
     )
+
+
+def test_infeasible_deadline_names_the_fastest_time():
+    s = _resnet_like()
     fastest = exhaustive_frontier(s, search_space(s, AWS, COARSE))[0].time_s[0]
     with pytest.raises(NoPlan) as e:
         optimize(s, AWS, deadline_s=fastest * 0.99, memories=COARSE)
@@ -171,14 +175,7 @@ def test_infeasible_deadline_names_the_fastest_time():
 
 
 def test_improved_is_much_cheaper_than_exhaustive_on_a_full_grid():
-    s = Scenario(
-        coeffs=coefficients_from_dict(
-            {"a": 600, "b": 10, "m": 200, "k1": 0.5, "k2": 0.0, "model_size_mb": 45}
-        ),
-        prices=PRICES,
-        samples=50_000,
-        epochs=10,
-    )
+    s = _resnet_like()
     grid = search_space(s, AWS)  # 64 MB steps up to 10,240 MB
     ours, n_ours = improved_frontier(s, grid)
     exact, n_exact = exhaustive_frontier(s, grid)
