@@ -91,7 +91,7 @@ class KReduce:
         num_aggregators: int,
         numel: int,
         timeout_s: float,
-        io_threads: int = 4,
+        io_threads: int = 8,
     ) -> None:
         self.store = store
         self.keys = keys
@@ -111,9 +111,9 @@ class KReduce:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
-    def _wait(self, key: str, what: str) -> bytes:
+    def _wait_all(self, keys: list[str], what: list[str]) -> list[bytes]:
         try:
-            return self.store.wait(key, self.timeout_s, what=what, poll_max_s=0.02)
+            return self.store.wait_all(keys, self.timeout_s, what=what, pool=self._pool, poll_max_s=0.02)
         except WaitTimeout as e:
             raise CommunicationTimeout(f"worker {self.worker}: {e}") from None
 
@@ -124,29 +124,32 @@ class KReduce:
         """
         tm = Timings()
         w, k = self.worker, self.k
-        # 3. put every chunk this worker does not own
+        # 3. put every chunk this worker does not own (in the background: an aggregator starts
+        # gathering its own chunk's pieces meanwhile)
         t0 = time.perf_counter()
-        sends = [c for c in range(k) if c != w]
-        list(self._pool.map(lambda c: self.store.put(self.keys.piece(t, c, w), self._slice(vec, c).tobytes()), sends))
-        tm.upload_s = time.perf_counter() - t0
+        uploads = [self._pool.submit(self._put_piece, t, c, vec) for c in range(k) if c != w]
+
+        def uploaded() -> float:
+            for f in uploads:
+                f.result()
+            return time.perf_counter() - t0
 
         if not self.is_aggregator:
             # 5. non-aggregators: the merged model of t-1, one iteration stale
+            tm.upload_s = uploaded()
             if t == 1:
                 return ExchangeResult(None, 0, tm)
-            t0 = time.perf_counter()
+            t1 = time.perf_counter()
             new = np.empty(self.numel, dtype=np.float32)
             stop = self._fetch_merged(t - 1, list(range(k)), new)
-            tm.download_s = time.perf_counter() - t0
+            tm.download_s = time.perf_counter() - t1
             return ExchangeResult(new, stop, tm)
 
         # 4. aggregate chunk w: wait for the W-1 pieces, average with weights, put the merged chunk
-        t0 = time.perf_counter()
         others = [s for s in range(self.num_workers) if s != w]
-        blobs = list(
-            self._pool.map(
-                lambda s: self._wait(self.keys.piece(t, w, s), f"chunk {w} of iteration {t} from worker {s}"), others
-            )
+        blobs = self._wait_all(
+            [self.keys.piece(t, w, s) for s in others],
+            [f"chunk {w} of iteration {t} from worker {s}" for s in others],
         )
         parts: list[np.ndarray] = [np.empty(0, np.float32)] * self.num_workers
         parts[w] = self._slice(vec, w)
@@ -161,16 +164,20 @@ class KReduce:
         if t > 2:
             done.append(self.keys.merged_chunk(t - 2, w))
         self.store.delete(done)
-        tm.aggregate_s = time.perf_counter() - t0
+        tm.upload_s = uploaded()  # finished long before, as a rule: the pieces were sent meanwhile
+        tm.aggregate_s = time.perf_counter() - t0 - tm.upload_s
 
         # 5. fetch the other K-1 merged chunks of t
-        t0 = time.perf_counter()
+        t1 = time.perf_counter()
         out = np.empty(self.numel, dtype=np.float32)
         a, b = self.bounds[w]
         out[a:b] = merged
         stop = self._fetch_merged(t, [c for c in range(k) if c != w], out)
-        tm.download_s = time.perf_counter() - t0
+        tm.download_s = time.perf_counter() - t1
         return ExchangeResult(out, stop_at if w == 0 else stop, tm)
+
+    def _put_piece(self, t: int, c: int, vec: np.ndarray) -> None:
+        self.store.put(self.keys.piece(t, c, self.worker), self._slice(vec, c).tobytes())
 
     def _slice(self, vec: np.ndarray, c: int) -> np.ndarray:
         a, b = self.bounds[c]
@@ -178,7 +185,9 @@ class KReduce:
 
     def _fetch_merged(self, t: int, chunks: list[int], out: np.ndarray) -> int:
         """Get merged chunks of iteration ``t`` into ``out``; return the stop iteration (chunk 0's)."""
-        blobs = list(self._pool.map(lambda c: self._wait(self.keys.merged_chunk(t, c), f"merged chunk {c} of iteration {t}"), chunks))
+        blobs = self._wait_all(
+            [self.keys.merged_chunk(t, c) for c in chunks], [f"merged chunk {c} of iteration {t}" for c in chunks]
+        )
         stop = 0
         for c, blob in zip(chunks, blobs, strict=True):
             it, stop_c, values = decode_merged(blob)

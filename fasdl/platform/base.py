@@ -181,9 +181,14 @@ class Invocation:
             duration_ms=round(self.duration_ms, 3),
             billed_ms=self.billed_ms,
             gb_s=self.memory_mb / 1024 * self.billed_ms / 1000,
-            peak_memory_mb=round(self.peak_memory_mb, 1),
+            peak_memory_mb=round_up_mb(self.peak_memory_mb),
             error=self.error,
         )
+
+
+def round_up_mb(mb: float) -> float:
+    """Megabytes to one decimal, never below the measure: a peak just over a limit stays over it."""
+    return math.ceil(mb * 10 - 1e-9) / 10
 
 
 class InvocationFailed(FasdlError):

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fasdl.errors import InvalidInput
-from fasdl.platform.base import PLATFORMS, Invocation, Platform, State, open_platform
+from fasdl.platform.base import PLATFORMS, Invocation, Platform, State, open_platform, round_up_mb
 from fasdl.platform.limits import MAX_TIMEOUT_S, MIN_TIMEOUT_S, check_memory_mb
 from fasdl.profiler.handler import DEFAULT_SAMPLE_S
 from fasdl.profiler.records import PROFILE_COLUMNS, ProfileSample, append_sample, read_profile
@@ -336,7 +336,7 @@ def pair_result(inv: Invocation, info: ModelInfo, batch_size: int) -> PairResult
             batch_size=batch_size,
             train_s=train_s,
             trans_s=trans_s,
-            peak_memory_mb=round(inv.peak_memory_mb, 1) if inv.peak_memory_mb > 0 else None,
+            peak_memory_mb=round_up_mb(inv.peak_memory_mb) if inv.peak_memory_mb > 0 else None,
             billed_ms=float(inv.billed_ms) if inv.billed_ms > 0 else None,
             status=status,
             model=info.name,

@@ -7,12 +7,14 @@ scopes a store to a prefix. The K-Reduce collective is written once against this
 
 from __future__ import annotations
 
+import builtins
 import math
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Executor
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from fasdl.errors import InvalidInput, ObjectNotFound, WaitTimeout
@@ -146,20 +148,72 @@ class ObjectStore(ABC):
         ``what`` describes the awaited object for the error (e.g. "chunk 2 of iteration 7 from
         worker 3"), so a timeout says who is missing rather than just a key.
         """
+        return self.wait_all(
+            [key], timeout_s, what=[what], poll_initial_s=poll_initial_s, poll_max_s=poll_max_s
+        )[0]
+
+    def wait_all(
+        self,
+        keys: Sequence[str],
+        timeout_s: float,
+        *,
+        what: Sequence[str] | None = None,
+        pool: Executor | None = None,
+        poll_initial_s: float = 0.002,
+        poll_max_s: float = 0.05,
+    ) -> builtins.list[bytes]:
+        """Get every key of ``keys`` once it exists (in the order given), or raise ``WaitTimeout``.
+
+        One sweep first gets every key already there (in parallel on ``pool`` if given). Then the
+        missing keys are polled one at a time, in turn, with backoff; each arrival sets off a new
+        sweep of the rest, since objects of one step tend to land together. So waiting costs about
+        one GET per poll interval, not one per missing key per interval, and it never lists.
+        ``what`` describes each key for the error, so a timeout says who is missing.
+        """
         deadline = time.monotonic() + timeout_s
-        delay = poll_initial_s
-        while True:
+        found: dict[int, bytes] = {}
+
+        def probe(i: int) -> tuple[int, bytes | None]:
             try:
-                return self.get(key)
+                return i, self.get(keys[i])
             except ObjectNotFound:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    desc = f"{what} " if what else ""
-                    raise WaitTimeout(
-                        f"gave up after {timeout_s:.1f}s waiting for {desc}(key {key!r} in {self.url})"
-                    ) from None
-                time.sleep(min(delay, remaining))
+                return i, None
+
+        def sweep(indices: builtins.list[int]) -> builtins.list[int]:
+            results = pool.map(probe, indices) if pool is not None and len(indices) > 1 else map(probe, indices)
+            for i, blob in results:
+                if blob is not None:
+                    found[i] = blob
+            return [i for i in indices if i not in found]
+
+        pending = sweep(list(range(len(keys))))
+        delay, turn = poll_initial_s, 0
+        while pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WaitTimeout(self._gave_up(timeout_s, keys, what, pending))
+            time.sleep(min(delay, remaining))
+            i, blob = probe(pending[turn % len(pending)])
+            if blob is None:
+                turn += 1
                 delay = min(delay * 1.5, poll_max_s)
+                continue
+            found[i] = blob
+            pending = sweep([j for j in pending if j != i])
+            delay = poll_initial_s
+        return [found[i] for i in range(len(keys))]
+
+    def _gave_up(
+        self, timeout_s: float, keys: Sequence[str], what: Sequence[str] | None, missing: builtins.list[int]
+    ) -> str:
+        def one(i: int) -> str:
+            desc = f"{what[i]} " if what and what[i] else ""
+            return f"{desc}(key {keys[i]!r})"
+
+        shown = ", ".join(one(i) for i in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        count = f"{len(missing)} of {len(keys)} objects: " if len(keys) > 1 else ""
+        return f"gave up after {timeout_s:.1f}s waiting for {count}{shown}{more} in {self.url}"
 
     @property
     def requests(self) -> dict[str, int]:

@@ -110,6 +110,53 @@ def test_wait_returns_a_key_put_later_by_another_thread(store: ObjectStore) -> N
     assert store.requests["GET"] >= 3
 
 
+def _max_polls(timeout_s: float, initial_s: float = 0.002, max_s: float = 0.05) -> int:
+    """The most polls a waiter can send in ``timeout_s``: each follows a sleep of the backoff's delay."""
+    polls, slept, delay = 0, 0.0, initial_s
+    while slept < timeout_s:
+        polls, slept, delay = polls + 1, slept + delay, min(delay * 1.5, max_s)
+    return polls
+
+
+def test_wait_all_polls_one_key_at_a_time_and_names_only_the_missing(store: ObjectStore) -> None:
+    keys = [f"it-3/piece-{i}" for i in range(6)]
+    store.put(keys[1], b"one")
+    store.put(keys[4], b"four")
+    store.exists("warm-up")
+    store.counter.reset()
+    with ThreadPoolExecutor(4) as pool, pytest.raises(WaitTimeout) as info:
+        store.wait_all(keys, 0.5, what=[f"piece {i}" for i in range(6)], pool=pool)
+    message = str(info.value)
+    assert "4 of 6 objects" in message
+    assert all(f"piece {i} " in message for i in (0, 2, 3, 5))
+    assert "piece 1 " not in message and "piece 4 " not in message
+    # one sweep of all six, then one key per poll: a waiter per key would send four times as many
+    assert 6 < store.requests["GET"] <= 6 + _max_polls(0.5)
+    assert store.requests["LIST"] == 0
+
+
+def test_wait_all_returns_keys_in_order_as_others_put_them(store: ObjectStore) -> None:
+    writer = open_store(store.url)
+    keys = [f"gather/{i}" for i in range(5)]
+
+    def put_in_reverse_while_polled() -> None:
+        for i in reversed(range(5)):
+            seen = store.requests["GET"]
+            _await(lambda seen=seen: store.requests["GET"] > seen, what="the waiter to poll again")
+            writer.put(keys[i], f"v{i}".encode())
+
+    t = threading.Thread(target=put_in_reverse_while_polled)
+    t.start()
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            got = store.wait_all(keys, 60, pool=pool)
+    finally:
+        t.join(timeout=60)
+        writer.close()
+    assert got == [f"v{i}".encode() for i in range(5)]
+    assert store.wait_all([], 1) == []
+
+
 # -- delete / list -------------------------------------------------------------------------------
 def test_delete_many_keys_including_missing_ones(store: ObjectStore) -> None:
     for i in range(5):
