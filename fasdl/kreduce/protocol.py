@@ -17,6 +17,7 @@ Every merged chunk carries a small header with the iteration and the agreed stop
 
 from __future__ import annotations
 
+import collections
 import struct
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +28,11 @@ import numpy as np
 from fasdl.errors import CommunicationTimeout, WaitTimeout
 from fasdl.kreduce.flat import chunk_bounds
 from fasdl.kreduce.keys import Keys
-from fasdl.store.base import ObjectStore
+from fasdl.store.base import ObjectStore, WaitReport
+
+POLL_MAX_S = 0.05  # the longest pause between polls of a missing key
+ARRIVAL_MEMORY = 3  # iterations whose arrival times set the first poll of the next
+FIRST_POLL_SHARE = 0.8  # first poll at this share of the quickest recent arrival
 
 _HEADER = struct.Struct("<4sqq")  # magic, iteration, stop_at (0: not decided)
 _MAGIC = b"FKR1"
@@ -102,7 +107,9 @@ class KReduce:
         self.bounds = chunk_bounds(numel, num_aggregators)
         self.numel = numel
         self.timeout_s = timeout_s
+        self.io_threads = io_threads
         self._pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="kreduce-io")
+        self._arrivals: dict[str, collections.deque[float]] = {}  # recent WaitReport.arrival_s by kind
 
     @property
     def is_aggregator(self) -> bool:
@@ -111,11 +118,21 @@ class KReduce:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
-    def _wait_all(self, keys: list[str], what: list[str]) -> list[bytes]:
+    def _wait_all(self, kind: str, keys: list[str], what: list[str]) -> list[bytes]:
+        """Wait for ``keys``; the first poll comes a little before the objects of this ``kind``
+        ("pieces" or "merged") turned up in the last iterations, to spare polls that would miss.
+        """
+        recent = self._arrivals.setdefault(kind, collections.deque(maxlen=ARRIVAL_MEMORY))
+        report = WaitReport()
         try:
-            return self.store.wait_all(keys, self.timeout_s, what=what, pool=self._pool, poll_max_s=0.02)
+            blobs = self.store.wait_all(
+                keys, self.timeout_s, what=what, pool=self._pool, parallel=self.io_threads,
+                poll_max_s=POLL_MAX_S, first_poll_s=FIRST_POLL_SHARE * min(recent, default=0.0), report=report,
+            )  # fmt: skip
         except WaitTimeout as e:
             raise CommunicationTimeout(f"worker {self.worker}: {e}") from None
+        recent.append(report.arrival_s or 0.0)  # 0: it was all there at once
+        return blobs
 
     def exchange(self, t: int, vec: np.ndarray, *, stop_at: int = 0) -> ExchangeResult:
         """Send this worker's vector of iteration ``t`` and return what it continues from.
@@ -130,9 +147,8 @@ class KReduce:
         uploads = [self._pool.submit(self._put_piece, t, c, vec) for c in range(k) if c != w]
 
         def uploaded() -> float:
-            for f in uploads:
-                f.result()
-            return time.perf_counter() - t0
+            """Seconds from t0 to the end of this worker's last upload (0 if it sent nothing)."""
+            return max((f.result() for f in uploads), default=t0) - t0
 
         if not self.is_aggregator:
             # 5. non-aggregators: the merged model of t-1, one iteration stale
@@ -148,6 +164,7 @@ class KReduce:
         # 4. aggregate chunk w: wait for the W-1 pieces, average with weights, put the merged chunk
         others = [s for s in range(self.num_workers) if s != w]
         blobs = self._wait_all(
+            "pieces",
             [self.keys.piece(t, w, s) for s in others],
             [f"chunk {w} of iteration {t} from worker {s}" for s in others],
         )
@@ -176,8 +193,10 @@ class KReduce:
         tm.download_s = time.perf_counter() - t1
         return ExchangeResult(out, stop_at if w == 0 else stop, tm)
 
-    def _put_piece(self, t: int, c: int, vec: np.ndarray) -> None:
+    def _put_piece(self, t: int, c: int, vec: np.ndarray) -> float:
+        """Put chunk ``c`` of ``vec`` as this worker's piece of iteration ``t``; return when it ended."""
         self.store.put(self.keys.piece(t, c, self.worker), self._slice(vec, c).tobytes())
+        return time.perf_counter()
 
     def _slice(self, vec: np.ndarray, c: int) -> np.ndarray:
         a, b = self.bounds[c]
@@ -186,6 +205,7 @@ class KReduce:
     def _fetch_merged(self, t: int, chunks: list[int], out: np.ndarray) -> int:
         """Get merged chunks of iteration ``t`` into ``out``; return the stop iteration (chunk 0's)."""
         blobs = self._wait_all(
+            "merged",
             [self.keys.merged_chunk(t, c) for c in chunks], [f"merged chunk {c} of iteration {t}" for c in chunks]
         )
         stop = 0

@@ -8,6 +8,7 @@ scopes a store to a prefix. The K-Reduce collective is written once against this
 from __future__ import annotations
 
 import builtins
+import collections
 import math
 import threading
 import time
@@ -15,6 +16,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from fasdl.errors import InvalidInput, ObjectNotFound, WaitTimeout
@@ -69,6 +71,13 @@ class RequestCounter:
     def __setstate__(self, counts: dict[str, int]) -> None:
         self._lock = threading.Lock()
         self._counts = Counter(counts)
+
+
+@dataclass
+class WaitReport:
+    """Filled in by ``ObjectStore.wait_all`` when passed to it."""
+
+    arrival_s: float | None = None  # from the call to the poll that first found a key the first burst missed
 
 
 class ObjectStore(ABC):
@@ -159,19 +168,30 @@ class ObjectStore(ABC):
         *,
         what: Sequence[str] | None = None,
         pool: Executor | None = None,
+        parallel: int = 4,
         poll_initial_s: float = 0.002,
         poll_max_s: float = 0.05,
+        first_poll_s: float = 0.0,
+        report: WaitReport | None = None,
     ) -> builtins.list[bytes]:
         """Get every key of ``keys`` once it exists (in the order given), or raise ``WaitTimeout``.
 
-        One sweep first gets every key already there (in parallel on ``pool`` if given). Then the
-        missing keys are polled one at a time, in turn, with backoff; each arrival sets off a new
-        sweep of the rest, since objects of one step tend to land together. So waiting costs about
-        one GET per poll interval, not one per missing key per interval, and it never lists.
-        ``what`` describes each key for the error, so a timeout says who is missing.
+        A burst first gets the keys already there in batches on ``pool`` (if given): two at once,
+        twice as many after a batch that found all its keys (up to ``parallel``), and it stops at
+        the first batch that found none. Then the missing keys are polled one at a time, in turn,
+        with backoff; each arrival sets off a new burst, since objects of one step tend to land
+        together. So waiting costs about one GET per poll interval plus a few per arrival, not
+        one per missing key per interval, and it never lists. ``what`` describes each key for the
+        error, so a timeout says who is missing.
+
+        ``first_poll_s``: when the first burst misses keys, sleep this long before polling, the
+        caller's estimate of when they arrive (polls before it would be wasted requests).
+        ``report``, if given, receives when the first late key was found.
         """
         deadline = time.monotonic() + timeout_s
         found: dict[int, bytes] = {}
+        pending = collections.deque(range(len(keys)))  # missing keys, least recently probed first
+        most = max(1, parallel) if pool is not None else 1
 
         def probe(i: int) -> tuple[int, bytes | None]:
             try:
@@ -179,28 +199,45 @@ class ObjectStore(ABC):
             except ObjectNotFound:
                 return i, None
 
-        def sweep(indices: builtins.list[int]) -> builtins.list[int]:
-            results = pool.map(probe, indices) if pool is not None and len(indices) > 1 else map(probe, indices)
-            for i, blob in results:
-                if blob is not None:
-                    found[i] = blob
-            return [i for i in indices if i not in found]
+        def burst() -> None:
+            """Probe each pending key at most once, a batch at a time, while batches find some."""
+            left, width = len(pending), min(2, most)
+            while left:
+                batch = [pending.popleft() for _ in range(min(width, left))]
+                left -= len(batch)
+                results = pool.map(probe, batch) if pool is not None and len(batch) > 1 else map(probe, batch)
+                missed = 0
+                for i, blob in results:
+                    if blob is None:
+                        pending.append(i)  # to the back: probed just now
+                        missed += 1
+                    else:
+                        found[i] = blob
+                if missed == len(batch):
+                    return
+                if not missed:
+                    width = min(2 * width, most)
 
-        pending = sweep(list(range(len(keys))))
-        delay, turn = poll_initial_s, 0
+        burst()
+        backoff = poll_initial_s
+        sleep_s = max(first_poll_s, poll_initial_s)
         while pending:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise WaitTimeout(self._gave_up(timeout_s, keys, what, pending))
-            time.sleep(min(delay, remaining))
-            i, blob = probe(pending[turn % len(pending)])
+                raise WaitTimeout(self._gave_up(timeout_s, keys, what, sorted(pending)))
+            time.sleep(min(sleep_s, remaining))
+            sent = time.monotonic()
+            i, blob = probe(pending.popleft())
             if blob is None:
-                turn += 1
-                delay = min(delay * 1.5, poll_max_s)
+                pending.append(i)
+                backoff = min(backoff * 1.5, poll_max_s)
+                sleep_s = backoff
                 continue
+            if report is not None and report.arrival_s is None:
+                report.arrival_s = sent - (deadline - timeout_s)
             found[i] = blob
-            pending = sweep([j for j in pending if j != i])
-            delay = poll_initial_s
+            burst()
+            backoff = sleep_s = poll_initial_s
         return [found[i] for i in range(len(keys))]
 
     def _gave_up(
