@@ -145,9 +145,10 @@ def test_wait_all_first_poll_spares_requests_and_reports_the_arrival(store: Obje
 
     writer = open_store(store.url)
     report = WaitReport()
+    store.counter.reset()
 
     def put_after_the_first_miss() -> None:
-        _await(lambda: store.requests["GET"] >= 2, what="the waiter's first probe")
+        _await(lambda: store.requests["GET"] >= 2, what="the waiter's first poll (its first probe has missed)")
         writer.put("arrives", b"x")
 
     t = threading.Thread(target=put_after_the_first_miss)
