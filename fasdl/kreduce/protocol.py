@@ -17,7 +17,6 @@ Every merged chunk carries a small header with the iteration and the agreed stop
 
 from __future__ import annotations
 
-import collections
 import struct
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,11 +27,9 @@ import numpy as np
 from fasdl.errors import CommunicationTimeout, WaitTimeout
 from fasdl.kreduce.flat import chunk_bounds
 from fasdl.kreduce.keys import Keys
-from fasdl.store.base import ObjectStore, WaitReport
+from fasdl.store.base import ObjectStore
 
 POLL_MAX_S = 0.05  # the longest pause between polls of a missing key
-ARRIVAL_MEMORY = 3  # iterations whose arrival times set the first poll of the next
-FIRST_POLL_SHARE = 0.8  # first poll at this share of the quickest recent arrival
 
 _HEADER = struct.Struct("<4sqq")  # magic, iteration, stop_at (0: not decided)
 _MAGIC = b"FKR1"
@@ -109,7 +106,6 @@ class KReduce:
         self.timeout_s = timeout_s
         self.io_threads = io_threads
         self._pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="kreduce-io")
-        self._arrivals: dict[str, collections.deque[float]] = {}  # recent WaitReport.arrival_s by kind
 
     @property
     def is_aggregator(self) -> bool:
@@ -118,21 +114,13 @@ class KReduce:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
-    def _wait_all(self, kind: str, keys: list[str], what: list[str]) -> list[bytes]:
-        """Wait for ``keys``; the first poll comes a little before the objects of this ``kind``
-        ("pieces" or "merged") turned up in the last iterations, to spare polls that would miss.
-        """
-        recent = self._arrivals.setdefault(kind, collections.deque(maxlen=ARRIVAL_MEMORY))
-        report = WaitReport()
+    def _wait_all(self, keys: list[str], what: list[str]) -> list[bytes]:
         try:
-            blobs = self.store.wait_all(
-                keys, self.timeout_s, what=what, pool=self._pool, parallel=self.io_threads,
-                poll_max_s=POLL_MAX_S, first_poll_s=FIRST_POLL_SHARE * min(recent, default=0.0), report=report,
-            )  # fmt: skip
+            return self.store.wait_all(
+                keys, self.timeout_s, what=what, pool=self._pool, parallel=self.io_threads, poll_max_s=POLL_MAX_S
+            )
         except WaitTimeout as e:
             raise CommunicationTimeout(f"worker {self.worker}: {e}") from None
-        recent.append(report.arrival_s or 0.0)  # 0: it was all there at once
-        return blobs
 
     def exchange(self, t: int, vec: np.ndarray, *, stop_at: int = 0) -> ExchangeResult:
         """Send this worker's vector of iteration ``t`` and return what it continues from.
@@ -164,7 +152,6 @@ class KReduce:
         # 4. aggregate chunk w: wait for the W-1 pieces, average with weights, put the merged chunk
         others = [s for s in range(self.num_workers) if s != w]
         blobs = self._wait_all(
-            "pieces",
             [self.keys.piece(t, w, s) for s in others],
             [f"chunk {w} of iteration {t} from worker {s}" for s in others],
         )
@@ -205,7 +192,6 @@ class KReduce:
     def _fetch_merged(self, t: int, chunks: list[int], out: np.ndarray) -> int:
         """Get merged chunks of iteration ``t`` into ``out``; return the stop iteration (chunk 0's)."""
         blobs = self._wait_all(
-            "merged",
             [self.keys.merged_chunk(t, c) for c in chunks], [f"merged chunk {c} of iteration {t}" for c in chunks]
         )
         stop = 0

@@ -16,7 +16,6 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from fasdl.errors import InvalidInput, ObjectNotFound, WaitTimeout
@@ -71,13 +70,6 @@ class RequestCounter:
     def __setstate__(self, counts: dict[str, int]) -> None:
         self._lock = threading.Lock()
         self._counts = Counter(counts)
-
-
-@dataclass
-class WaitReport:
-    """Filled in by ``ObjectStore.wait_all`` when passed to it."""
-
-    arrival_s: float | None = None  # from the call to the poll that first found a key the first burst missed
 
 
 class ObjectStore(ABC):
@@ -171,22 +163,16 @@ class ObjectStore(ABC):
         parallel: int = 4,
         poll_initial_s: float = 0.002,
         poll_max_s: float = 0.05,
-        first_poll_s: float = 0.0,
-        report: WaitReport | None = None,
     ) -> builtins.list[bytes]:
         """Get every key of ``keys`` once it exists (in the order given), or raise ``WaitTimeout``.
 
         A burst first gets the keys already there in batches on ``pool`` (if given): two at once,
         twice as many after a batch that found all its keys (up to ``parallel``), and it stops at
-        the first batch that found none. Then the missing keys are polled one at a time, in turn,
+        the first batch that missed one. Then the missing keys are polled one at a time, in turn,
         with backoff; each arrival sets off a new burst, since objects of one step tend to land
         together. So waiting costs about one GET per poll interval plus a few per arrival, not
         one per missing key per interval, and it never lists. ``what`` describes each key for the
         error, so a timeout says who is missing.
-
-        ``first_poll_s``: when the first burst misses keys, sleep this long before polling, the
-        caller's estimate of when they arrive (polls before it would be wasted requests).
-        ``report``, if given, receives when the first late key was found.
         """
         deadline = time.monotonic() + timeout_s
         found: dict[int, bytes] = {}
@@ -213,31 +199,25 @@ class ObjectStore(ABC):
                         missed += 1
                     else:
                         found[i] = blob
-                if missed == len(batch):
+                if missed:
                     return
-                if not missed:
-                    width = min(2 * width, most)
+                width = min(2 * width, most)
 
         burst()
-        backoff = poll_initial_s
-        sleep_s = max(first_poll_s, poll_initial_s)
+        delay = poll_initial_s
         while pending:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise WaitTimeout(self._gave_up(timeout_s, keys, what, sorted(pending)))
-            time.sleep(min(sleep_s, remaining))
-            sent = time.monotonic()
+            time.sleep(min(delay, remaining))
             i, blob = probe(pending.popleft())
             if blob is None:
                 pending.append(i)
-                backoff = min(backoff * 1.5, poll_max_s)
-                sleep_s = backoff
+                delay = min(delay * 1.5, poll_max_s)
                 continue
-            if report is not None and report.arrival_s is None:
-                report.arrival_s = sent - (deadline - timeout_s)
             found[i] = blob
             burst()
-            backoff = sleep_s = poll_initial_s
+            delay = poll_initial_s
         return [found[i] for i in range(len(keys))]
 
     def _gave_up(

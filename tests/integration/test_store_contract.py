@@ -18,7 +18,6 @@ import pytest
 
 from fasdl.errors import InvalidInput, ObjectNotFound, StoreError, WaitTimeout
 from fasdl.store import ObjectStore, open_store
-from fasdl.store.base import WaitReport
 from fasdl.store.s3 import S3Store
 from fasdl.testing import SeaweedServer
 
@@ -134,33 +133,6 @@ def test_wait_all_polls_one_key_at_a_time_and_names_only_the_missing(store: Obje
     # one sweep of all six, then one key per poll: a waiter per key would send four times as many
     assert 6 < store.requests["GET"] <= 6 + _max_polls(0.5)
     assert store.requests["LIST"] == 0
-
-
-def test_wait_all_first_poll_spares_requests_and_reports_the_arrival(store: ObjectStore) -> None:
-    store.exists("warm-up")
-    store.counter.reset()
-    with pytest.raises(WaitTimeout):
-        store.wait_all(["never"], 0.3, first_poll_s=60)
-    assert store.requests["GET"] == 2, "a probe at the start, a last one at the deadline, none between"
-
-    writer = open_store(store.url)
-    report = WaitReport()
-    store.counter.reset()
-
-    def put_after_the_first_miss() -> None:
-        _await(lambda: store.requests["GET"] >= 2, what="the waiter's first poll (its first probe has missed)")
-        writer.put("arrives", b"x")
-
-    t = threading.Thread(target=put_after_the_first_miss)
-    t.start()
-    try:
-        start = time.monotonic()
-        assert store.wait_all(["arrives"], 60, first_poll_s=0.2, report=report) == [b"x"]
-        elapsed = time.monotonic() - start
-    finally:
-        t.join(timeout=60)
-        writer.close()
-    assert report.arrival_s is not None and 0.2 <= report.arrival_s <= elapsed
 
 
 def test_wait_all_returns_keys_in_order_as_others_put_them(store: ObjectStore) -> None:
