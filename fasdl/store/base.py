@@ -186,7 +186,7 @@ class ObjectStore(ABC):
                 return i, None
 
         def burst() -> None:
-            """Probe each pending key at most once, a batch at a time, while batches find some."""
+            """Probe each pending key at most once, a batch at a time, until a batch misses one."""
             left, width = len(pending), min(2, most)
             while left:
                 batch = [pending.popleft() for _ in range(min(width, left))]
