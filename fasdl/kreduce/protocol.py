@@ -129,18 +129,15 @@ class KReduce:
         """
         tm = Timings()
         w, k = self.worker, self.k
-        # 3. put every chunk this worker does not own (in the background: an aggregator starts
-        # gathering its own chunk's pieces meanwhile)
+        # 3. put every chunk this worker does not own. (Gathering while one's own pieces upload
+        # saves no time on a saturated store and costs polls: 280 GETs per iteration against 160
+        # for ScatterReduce at W = 8 on SeaweedFS.)
         t0 = time.perf_counter()
-        uploads = [self._pool.submit(self._put_piece, t, c, vec) for c in range(k) if c != w]
-
-        def uploaded() -> float:
-            """Seconds from t0 to the end of this worker's last upload (0 if it sent nothing)."""
-            return max((f.result() for f in uploads), default=t0) - t0
+        list(self._pool.map(self._put_piece, [(t, c, vec) for c in range(k) if c != w]))
+        tm.upload_s = time.perf_counter() - t0
 
         if not self.is_aggregator:
             # 5. non-aggregators: the merged model of t-1, one iteration stale
-            tm.upload_s = uploaded()
             if t == 1:
                 return ExchangeResult(None, 0, tm)
             t1 = time.perf_counter()
@@ -150,6 +147,7 @@ class KReduce:
             return ExchangeResult(new, stop, tm)
 
         # 4. aggregate chunk w: wait for the W-1 pieces, average with weights, put the merged chunk
+        t1 = time.perf_counter()
         others = [s for s in range(self.num_workers) if s != w]
         blobs = self._wait_all(
             [self.keys.piece(t, w, s) for s in others],
@@ -168,8 +166,7 @@ class KReduce:
         if t > 2:
             done.append(self.keys.merged_chunk(t - 2, w))
         self.store.delete(done)
-        tm.upload_s = uploaded()  # finished long before, as a rule: the pieces were sent meanwhile
-        tm.aggregate_s = time.perf_counter() - t0 - tm.upload_s
+        tm.aggregate_s = time.perf_counter() - t1
 
         # 5. fetch the other K-1 merged chunks of t
         t1 = time.perf_counter()
@@ -180,10 +177,10 @@ class KReduce:
         tm.download_s = time.perf_counter() - t1
         return ExchangeResult(out, stop_at if w == 0 else stop, tm)
 
-    def _put_piece(self, t: int, c: int, vec: np.ndarray) -> float:
-        """Put chunk ``c`` of ``vec`` as this worker's piece of iteration ``t``; return when it ended."""
+    def _put_piece(self, args: tuple[int, int, np.ndarray]) -> None:
+        """Put chunk c of the vector as this worker's piece of iteration t; ``args`` is (t, c, vec)."""
+        t, c, vec = args
         self.store.put(self.keys.piece(t, c, self.worker), self._slice(vec, c).tobytes())
-        return time.perf_counter()
 
     def _slice(self, vec: np.ndarray, c: int) -> np.ndarray:
         a, b = self.bounds[c]
