@@ -79,6 +79,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"most functions at once (default {DEFAULT_MAX_WORKERS}, Lambda's default concurrency)",
     )
     p.add_argument(
+        "--max-vcpus",
+        type=float,
+        metavar="N",
+        help="cap on the vCPUs of the functions running at once, W x memory/1769 (on the local "
+        "platform: this machine's cores, so that timings stay faithful; default no cap)",
+    )
+    p.add_argument(
         "--gamma",
         type=float,
         default=DEFAULT_GAMMA,
@@ -170,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
         max_global_batch=args.max_global_batch,
         gamma=args.gamma,
         func_time_s=args.func_time,
+        max_vcpus=args.max_vcpus,
     )
     min_memory = (
         args.min_memory

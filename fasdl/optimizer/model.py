@@ -24,7 +24,7 @@ import numpy as np
 from fasdl.errors import InvalidInput
 from fasdl.optimizer.coeffs import Coefficients
 from fasdl.optimizer.prices import REQUEST_KINDS, Prices
-from fasdl.platform.limits import MAX_TIMEOUT_S, check_timeout_s
+from fasdl.platform.limits import MAX_TIMEOUT_S, MAX_VCPUS, MB_PER_VCPU, check_timeout_s
 
 DEFAULT_GAMMA = 0.8
 DEFAULT_MAX_GLOBAL_BATCH = 1024
@@ -42,6 +42,7 @@ PROBLEMS = {
     5: "one iteration takes longer than the function time limit",
     6: "M + m ≤ 0: the training model is undefined at this memory",
     7: "the global batch is larger than the data: no full iteration",
+    8: "the functions running at once ask for more vCPUs than max_vcpus",
 }
 
 
@@ -70,6 +71,7 @@ class Scenario:
     max_global_batch: int = DEFAULT_MAX_GLOBAL_BATCH
     gamma: float = DEFAULT_GAMMA
     func_time_s: float = MAX_TIMEOUT_S
+    max_vcpus: float | None = None  # cap on W·vCPUs(M), e.g. the cores of a machine running the local platform
 
     def __post_init__(self) -> None:
         for name in ("samples", "epochs", "max_global_batch"):
@@ -78,6 +80,8 @@ class Scenario:
                 raise InvalidInput(name, f"{value!r} must be a whole number ≥ 1")
         check_timeout_s(self.func_time_s, "func_time")
         batch_size_agg(self.coeffs.b, self.gamma)  # validates gamma
+        if self.max_vcpus is not None and not (math.isfinite(self.max_vcpus) and self.max_vcpus > 0):
+            raise InvalidInput("max_vcpus", f"{self.max_vcpus!r} must be a positive number of vCPUs")
 
     @property
     def batch_size_agg(self) -> int:
@@ -91,6 +95,13 @@ class Scenario:
     @property
     def max_aggregators(self) -> int:
         return self.global_batch_cap // self.batch_size_agg
+
+    def workers_within_vcpus(self, memory_mb: Any) -> np.ndarray:
+        """The most functions of ``memory_mb`` that fit ``max_vcpus`` (no cap: a huge number)."""
+        m = np.asarray(memory_mb, dtype=float)
+        if self.max_vcpus is None:
+            return np.full(m.shape, np.iinfo(np.int64).max // 2, dtype=np.int64)
+        return np.floor(self.max_vcpus / np.minimum(MAX_VCPUS, m / MB_PER_VCPU) + _EPS).astype(np.int64)
 
     def max_workers_for(self, pattern_k: int) -> int:
         """Beyond this W a non-aggregator's share of the global batch cap is below one sample."""
@@ -217,6 +228,7 @@ def evaluate(
 
     problem = np.zeros(W.shape, dtype=np.int8)
     # Later checks overwrite earlier ones: the most basic reason wins.
+    problem[scenario.workers_within_vcpus(M) < W] = 8
     problem[iterations < 1] = 7
     problem[iteration > scenario.func_time_s] = 5
     problem[(nonagg > 0) & (by_cap < 1)] = 4

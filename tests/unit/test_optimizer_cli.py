@@ -148,6 +148,8 @@ def test_transfer_and_prices_files(coeffs, tmp_path):
         ({"transfer": "gcp"}, "transfer"),
         ({"prices": "nowhere.json"}, "prices"),
         ({"gamma": "1.5"}, "gamma"),
+        ({"max-vcpus": "0"}, "max_vcpus"),
+        ({"max-vcpus": "nan"}, "max_vcpus"),
     ],
 )
 def test_bad_input_exits_2(coeffs, tmp_path, change, needle):
@@ -180,3 +182,12 @@ def test_missing_coeffs_file_and_objective_mismatch(tmp_path, coeffs):
     assert r.returncode == 2 and "no file" in r.stderr
     r = fasdl(*base(coeffs, "--objective", "time", "--deadline", "100"), cwd=tmp_path)
     assert r.returncode == 2 and "budget" in r.stderr
+
+
+def test_max_vcpus_caps_the_functions_running_at_once(coeffs, tmp_path):
+    free = json.loads(fasdl(*base(coeffs, "--deadline", "3600", "--json"), cwd=tmp_path).stdout)
+    assert free["num_workers"] * free["memory"] / 1769 > 4, "the scenario must need the cap"
+    r = fasdl(*base(coeffs, "--deadline", "1e9", "--max-vcpus", "4", "--json"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    capped = json.loads(r.stdout)
+    assert capped["num_workers"] * capped["memory"] / 1769 <= 4 + 1e-9

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -59,6 +61,12 @@ def scenarios(draw) -> Scenario:
     )
 
 
+@st.composite
+def capped_scenarios(draw) -> Scenario:
+    """The scenarios above with a cap on the vCPUs running at once (a laptop's to a small cloud's)."""
+    return dataclasses.replace(draw(scenarios()), max_vcpus=draw(st.floats(1.0, 64.0)))
+
+
 def _evaluate(s: Scenario, grid, choice):
     W, K, M = choice
     i = int(np.flatnonzero(grid.memories == M)[0])
@@ -88,6 +96,24 @@ def test_improved_within_one_percent_of_exhaustive(s, transfer, slack):
     if exact.choice is not None:
         assert _cost(s, grid, ours.choice) <= 1.01 * _cost(s, grid, exact.choice)
         assert ours.evaluations < exact.evaluations
+
+
+@given(s=capped_scenarios(), transfer=TRANSFERS, slack=st.floats(0.9, 30))
+@SETTINGS
+def test_a_vcpu_cap_is_kept_and_ours_still_matches_exhaustive(s, transfer, slack):
+    grid = search_space(s, transfer, COARSE)
+    front = exhaustive_frontier(s, grid)[0]
+    if not len(front):
+        return  # nothing fits the cap (a cap below one function of the smallest useful memory)
+    deadline = front.time_s[0] * slack
+    exact = search(s, grid, method="exhaustive", deadline_s=deadline)
+    ours = search(s, grid, method="improved", deadline_s=deadline)
+    assert (ours.choice is None) == (exact.choice is None)
+    if exact.choice is not None:
+        assert _cost(s, grid, ours.choice) <= 1.01 * _cost(s, grid, exact.choice)
+        for W, _, M in (ours.choice, exact.choice):
+            vcpus = W * M / 1769
+            assert vcpus <= s.max_vcpus + 1e-9
 
 
 @given(s=scenarios(), transfer=TRANSFERS, slack=st.floats(1.0, 10))
