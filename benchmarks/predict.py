@@ -17,11 +17,9 @@ every store request counted; the billed cost is what the job was charged (each f
 billed duration, start-up included).
 
 This machine has few cores and the local platform gives a function M/1769 vCPUs, so a plan is
-only timed faithfully when its functions fit: W x M / 1769 <= --vcpus (default: the cores). The
-optimizer has no such constraint, so its search runs once per box (--max-workers w,
---max-memory floor(vcpus x 1769 / w)); the union of those boxes is exactly the allowed region,
-and the cheapest plan over all boxes is the constrained optimum. Each chosen plan is then
-written by ``fasdl optimize`` with its box's options, as a user would. Deadlines are chosen on that
+only timed faithfully when its functions fit: W x M / 1769 <= --vcpus (default: the cores), the
+optimizer's --max-vcpus. Each chosen plan is written by ``fasdl optimize --max-vcpus``, as a user
+would. Deadlines are chosen on that
 constrained Pareto frontier, among the plans predicted to train within --max-run-s (so that a
 full run stays near ten minutes): the fastest, the cheapest, and one between when there is one;
 when there are fewer than three, a third run restricts the functions to --small-memory MB
@@ -54,9 +52,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fasdl.platform.limits import MB_PER_VCPU, vcpus_for_memory
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-MB_PER_VCPU = 1769
 MODEL = "cnn"
 STEP_TIMEOUT_S = 1800
 
@@ -161,24 +160,11 @@ class Point:
     num_workers: int
     pattern_k: int
     memory_mb: int
-    max_workers: int  # the box (optimizer caps) it was found in
-    max_memory_mb: int
+    max_memory_mb: int  # the optimizer's cap it was found under
 
     @property
     def config(self) -> tuple[int, int, int]:
         return self.num_workers, self.pattern_k, self.memory_mb
-
-
-def boxes(vcpus: float, min_memory_mb: int, max_memory_mb: int) -> list[tuple[int, int]]:
-    """(max_workers, max_memory) boxes whose union is W x M / 1769 <= vcpus."""
-    out = []
-    w = 1
-    while True:
-        m = min(max_memory_mb, math.floor(vcpus * MB_PER_VCPU / w))
-        if m < min_memory_mb:
-            return out
-        out.append((w, m))
-        w += 1
 
 
 def constrained_frontier(
@@ -191,7 +177,7 @@ def constrained_frontier(
     max_memory_mb: int,
     memory_step_mb: int,
 ) -> list[Point]:
-    """The Pareto frontier (time ascending, cost descending) over every box, as the CLI sees it."""
+    """The Pareto frontier (time ascending, cost descending) within the vCPU cap, as the CLI sees it."""
     from fasdl.optimizer import Scenario, load_coefficients, load_prices, memory_grid, search_space
     from fasdl.optimizer.search import improved_frontier
     from fasdl.transfer import transfer_from_dict
@@ -199,21 +185,15 @@ def constrained_frontier(
     coeffs = load_coefficients(coeffs_path)
     assert coeffs.transfer is not None, "coeffs.json was fitted with --transfer"
     transfer = transfer_from_dict(coeffs.transfer)
-    scenario = Scenario(coeffs=coeffs, prices=load_prices("aws"), samples=samples, epochs=epochs)
-    points = []
-    for w, m in boxes(vcpus, min_memory_mb, max_memory_mb):
-        grid = search_space(scenario, transfer, memory_grid(min_memory_mb, m, memory_step_mb), w)
-        f, _ = improved_frontier(scenario, grid, w)
-        points += [
-            Point(float(f.time_s[i]), float(f.cost_usd[i]), *f.config(i), w, m)
-            for i in range(len(f))
-        ]
-    points.sort(key=lambda p: (p.time_s, p.cost_usd))
-    frontier: list[Point] = []
-    for p in points:
-        if not frontier or p.cost_usd < frontier[-1].cost_usd:
-            frontier.append(p)
-    return frontier
+    scenario = Scenario(
+        coeffs=coeffs, prices=load_prices("aws"), samples=samples, epochs=epochs, max_vcpus=vcpus
+    )
+    grid = search_space(scenario, transfer, memory_grid(min_memory_mb, max_memory_mb, memory_step_mb))
+    f, _ = improved_frontier(scenario, grid)
+    return [
+        Point(float(f.time_s[i]), float(f.cost_usd[i]), *f.config(i), max_memory_mb)
+        for i in range(len(f))
+    ]
 
 
 def deadline_for(frontier: list[Point], i: int) -> float:
@@ -295,6 +275,7 @@ def measure_plan(
     log: list[dict[str, Any]],
     min_memory_mb: int,
     memory_step_mb: int,
+    vcpus: float,
 ) -> dict[str, Any]:
     from fasdl.optimizer import load_prices
 
@@ -316,8 +297,8 @@ def measure_plan(
             str(point.max_memory_mb),
             "--memory-step",
             str(memory_step_mb),
-            "--max-workers",
-            str(point.max_workers),
+            "--max-vcpus",
+            f"{vcpus:g}",
             "--json",
         ],
         log=log,
@@ -383,9 +364,8 @@ def measure_plan(
             "batch_size_agg": plan["batch_size_agg"],
             "batch_size_wor": plan["batch_size_wor"],
             "global_batch": b["global_batch"],
-            "max_workers": point.max_workers,
             "max_memory": point.max_memory_mb,
-            "vcpus": round(W * M / MB_PER_VCPU, 3),
+            "vcpus": round(vcpus_for_memory(M) * W, 3),
         },
         "predicted": {
             "time_s": plan["predicted_time_s"],
@@ -749,6 +729,7 @@ def main(argv: list[str] | None = None) -> int:
                     log=log,
                     min_memory_mb=min_memory_mb,
                     memory_step_mb=args.memory_step,
+                    vcpus=args.vcpus,
                 )
             )
         except (StepFailed, subprocess.TimeoutExpired, KeyError, ValueError) as e:

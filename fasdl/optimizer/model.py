@@ -24,7 +24,7 @@ import numpy as np
 from fasdl.errors import InvalidInput
 from fasdl.optimizer.coeffs import Coefficients
 from fasdl.optimizer.prices import REQUEST_KINDS, Prices
-from fasdl.platform.limits import MAX_TIMEOUT_S, MAX_VCPUS, MB_PER_VCPU, check_timeout_s
+from fasdl.platform.limits import MAX_TIMEOUT_S, check_timeout_s, vcpus_for_memory
 
 DEFAULT_GAMMA = 0.8
 DEFAULT_MAX_GLOBAL_BATCH = 1024
@@ -101,7 +101,7 @@ class Scenario:
         m = np.asarray(memory_mb, dtype=float)
         if self.max_vcpus is None:
             return np.full(m.shape, np.iinfo(np.int64).max // 2, dtype=np.int64)
-        return np.floor(self.max_vcpus / np.minimum(MAX_VCPUS, m / MB_PER_VCPU) + _EPS).astype(np.int64)
+        return np.floor(self.max_vcpus / vcpus_for_memory(m) + _EPS).astype(np.int64)
 
     def max_workers_for(self, pattern_k: int) -> int:
         """Beyond this W a non-aggregator's share of the global batch cap is below one sample."""
@@ -228,7 +228,8 @@ def evaluate(
 
     problem = np.zeros(W.shape, dtype=np.int8)
     # Later checks overwrite earlier ones: the most basic reason wins.
-    problem[scenario.workers_within_vcpus(M) < W] = 8
+    if scenario.max_vcpus is not None:
+        problem[scenario.workers_within_vcpus(M) < W] = 8
     problem[iterations < 1] = 7
     problem[iteration > scenario.func_time_s] = 5
     problem[(nonagg > 0) & (by_cap < 1)] = 4

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fasdl.errors import InvalidInput
 
 MIN_MEMORY_MB = 128
@@ -14,9 +16,13 @@ MB_PER_VCPU = 1769  # Lambda: 1,769 MB buys one vCPU; CPU is proportional to mem
 MAX_VCPUS = 6
 
 
-def vcpus_for_memory(memory_mb: float) -> float:
-    """Lambda's CPU share: in proportion to memory, 1 vCPU at 1,769 MB, 6 at 10,240 MB."""
-    return min(MAX_VCPUS, memory_mb / MB_PER_VCPU)
+def vcpus_for_memory(memory_mb: Any) -> Any:
+    """Lambda's CPU share: in proportion to memory, 1 vCPU at 1,769 MB, 6 at 10,240 MB.
+
+    A number or a numpy array (for the optimizer); this module itself imports no numpy.
+    """
+    share = memory_mb / MB_PER_VCPU
+    return share.clip(max=MAX_VCPUS) if hasattr(share, "clip") else min(MAX_VCPUS, share)
 
 
 def check_memory_mb(memory_mb: object, field: str = "memory") -> int:
