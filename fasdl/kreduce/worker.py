@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -29,6 +30,9 @@ from fasdl.models import build_model
 from fasdl.store import open_store
 
 PROGRESS_EVERY_S = 1.0
+# A test hook: every iteration lasts at least this long (seconds), so a test can make a job
+# outlast its functions' time limit by construction, whatever the machine's speed.
+MIN_ITERATION_ENV = "FASDL_TEST_MIN_ITERATION_S"
 _INIT_LOCK = threading.Lock()  # the global RNG: inline workers share a process
 
 
@@ -127,6 +131,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     deadline = float(go["deadline"])
     setup_s = time.monotonic() - started
 
+    min_iteration_s = float(os.environ.get(MIN_ITERATION_ENV) or 0.0)
     logs: list[IterationLog] = []
     stop_at = total_iterations
     announced = 0
@@ -138,6 +143,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             it0 = time.perf_counter()
             epoch, idx = worker_batch(len(y_all), batch, t, cfg.seed, w)
             loss = train_step(model, opt, x_all[idx], y_all[idx])
+            if min_iteration_s:
+                time.sleep(max(0.0, it0 + min_iteration_s - time.perf_counter()))
             train_s = time.perf_counter() - it0
 
             if w == 0 and not announced:

@@ -14,7 +14,7 @@ from fasdl.kreduce.coordinator import prepare, run_job
 from fasdl.kreduce.flat import ModelVector
 from fasdl.kreduce.keys import Keys
 from fasdl.kreduce.reference import reference_run
-from fasdl.kreduce.worker import make_model
+from fasdl.kreduce.worker import MIN_ITERATION_ENV, make_model
 from fasdl.platform import open_platform
 from fasdl.store import open_store
 
@@ -109,20 +109,26 @@ def test_checkpoint_and_resume_gives_exactly_the_same_weights(k: int) -> None:
 
 
 @pytest.mark.slow
-def test_func_time_forces_reinvocations_with_the_same_weights(tmp_path) -> None:
-    """Local functions of 30 s: the job stops where aggregator 0 says, checkpoints, goes on."""
+def test_func_time_forces_reinvocations_with_the_same_weights(tmp_path, monkeypatch) -> None:
+    """Local functions of 20 s: the job stops where aggregator 0 says, checkpoints, goes on.
+
+    Every iteration of the short run is made to last at least 1.5 × 20 s / iterations (a worker
+    test hook), so its work cannot fit in one invocation however fast the machine is.
+    """
+    func_time = 20.0
     base = {
         **TINY, "model": "cnn", "dataset": "synthetic:2000", "num_workers": 2, "num_aggregators": 1,
-        "batch_size_agg": 16, "batch_size_wor": 16, "epochs": 12, "memory_mb": 1769, "platform": "local",
+        "batch_size_agg": 16, "batch_size_wor": 16, "epochs": 4, "memory_mb": 884, "platform": "local",
     }
     long_run = JobConfig(**base, store=(tmp_path / "a").as_uri(), job_id="long")
-    short_run = JobConfig(**{**base, "func_time_s": 30}, store=(tmp_path / "b").as_uri(), job_id="short")
+    short_run = JobConfig(**{**base, "func_time_s": func_time}, store=(tmp_path / "b").as_uri(), job_id="short")
     s_long = run_job(long_run)
+    monkeypatch.setenv(MIN_ITERATION_ENV, str(1.5 * func_time / s_long.iterations))
     s_short = run_job(short_run)
     assert s_long.rounds == 1
-    assert s_short.rounds >= 2, "the 30 s functions should have been re-invoked"
+    assert s_short.rounds >= 2, "the 20 s functions should have been re-invoked"
     records = json.loads(open_store(short_run.store).get("output/short/invocations.json"))
-    assert all(r["state"] == "succeeded" and r["duration_ms"] < 30_000 for r in records)
+    assert all(r["state"] == "succeeded" and r["duration_ms"] < func_time * 1000 for r in records)
     assert s_short.iterations == s_long.iterations
     np.testing.assert_array_equal(_final_vector(short_run), _final_vector(long_run))
 
