@@ -32,7 +32,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 
 
-def _worker(url: str, job: str, w: int, W: int, K: int, numel: int, iterations: int, barrier, out) -> None:
+def _worker(
+    url: str, job: str, w: int, W: int, K: int, numel: int, iterations: int, barrier, out
+) -> None:
     from fasdl.kreduce.keys import Keys
     from fasdl.kreduce.protocol import KReduce
     from fasdl.store import open_store
@@ -40,7 +42,15 @@ def _worker(url: str, job: str, w: int, W: int, K: int, numel: int, iterations: 
     store = open_store(url)
     keys = Keys(job, f"tmp/{job}/", f"merged/{job}/", f"partition/{job}/", f"output/{job}/")
     batch_sizes = [32] * W
-    comm = KReduce(store, keys, worker=w, batch_sizes=batch_sizes, num_aggregators=K, numel=numel, timeout_s=300)
+    comm = KReduce(
+        store,
+        keys,
+        worker=w,
+        batch_sizes=batch_sizes,
+        num_aggregators=K,
+        numel=numel,
+        timeout_s=300,
+    )
     vec = np.random.default_rng(w).standard_normal(numel).astype(np.float32)
     barrier.wait(timeout=300)
     times = []
@@ -62,20 +72,29 @@ def run_case(url: str, W: int, K: int, numel: int, iterations: int) -> dict:
     barrier = ctx.Barrier(W)
     out = ctx.Queue()
     job = f"comm-W{W}-K{K}-{time.time_ns()}"
-    procs = [ctx.Process(target=_worker, args=(url, job, w, W, K, numel, iterations, barrier, out)) for w in range(W)]
+    procs = [
+        ctx.Process(target=_worker, args=(url, job, w, W, K, numel, iterations, barrier, out))
+        for w in range(W)
+    ]
     for p in procs:
         p.start()
     results = [out.get(timeout=900) for _ in procs]
     for p in procs:
         p.join(timeout=60)
     results.sort()
-    agg0 = results[0][1][1:]  # aggregator 0, the critical path; drop iteration 1 (process skew, cold caches)
+    agg0 = results[0][1][
+        1:
+    ]  # aggregator 0, the critical path; drop iteration 1 (process skew, cold caches)
     requests = {k: sum(r[2][k] for r in results) / iterations for k in results[0][2]}
     phases = {
         name: statistics.median(row[i] for row in agg0)
         for i, name in enumerate(("total_s", "upload_s", "aggregate_s", "download_s"))
     }
-    return {"median_s": phases.pop("total_s"), "phases_s": phases, "requests_per_iteration": requests}
+    return {
+        "median_s": phases.pop("total_s"),
+        "phases_s": phases,
+        "requests_per_iteration": requests,
+    }
 
 
 def bound_s(numel: int, W: int, throughput: dict, store: str) -> float | None:
@@ -101,12 +120,20 @@ def load_throughput(path: Path) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stores", default="file,s3", help="comma list of file, s3 (SeaweedFS started here)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--stores", default="file,s3", help="comma list of file, s3 (SeaweedFS started here)"
+    )
     ap.add_argument("--workers", default="4,8", help="comma list of W")
-    ap.add_argument("--floats", type=int, default=11_200_000, help="vector length (ResNet-18: 11.2 M)")
+    ap.add_argument(
+        "--floats", type=int, default=11_200_000, help="vector length (ResNet-18: 11.2 M)"
+    )
     ap.add_argument("--iterations", type=int, default=6)
-    ap.add_argument("--throughput", type=Path, help="JSON of store_throughput.py --out; measured now if absent")
+    ap.add_argument(
+        "--throughput", type=Path, help="JSON of store_throughput.py --out; measured now if absent"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     stores = args.stores.split(",")
@@ -117,8 +144,18 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="fasdl-comm-"))
     if args.throughput is None:
         args.throughput = tmp / "throughput.json"
-        cmd = [sys.executable, str(HERE / "store_throughput.py"), "--stores", args.stores, "--sizes", "32MB",
-               "--clients", ",".join(map(str, workers)), "--out", str(args.throughput)]
+        cmd = [
+            sys.executable,
+            str(HERE / "store_throughput.py"),
+            "--stores",
+            args.stores,
+            "--sizes",
+            "32MB",
+            "--clients",
+            ",".join(map(str, workers)),
+            "--out",
+            str(args.throughput),
+        ]
         print("measuring the store's bound:", " ".join(cmd[1:]), file=sys.stderr)
         subprocess.run(cmd, check=True, stdout=sys.stderr)
     throughput = load_throughput(args.throughput)
@@ -135,13 +172,31 @@ def main() -> int:
                 for K in sorted({1, 2, W}):
                     r = run_case(url, W, K, args.floats, args.iterations)
                     b = bound_s(args.floats, W, throughput, store)
-                    rows.append({"store": store, "W": W, "K": K, **r, "bound_s": b, "ratio": r["median_s"] / b if b else None})
+                    rows.append(
+                        {
+                            "store": store,
+                            "W": W,
+                            "K": K,
+                            **r,
+                            "bound_s": b,
+                            "ratio": r["median_s"] / b if b else None,
+                        }
+                    )
                     if not args.json:
-                        req = ", ".join(f"{k} {v:.0f}" for k, v in r["requests_per_iteration"].items())
-                        ratio = f"{r['median_s'] / b:.2f}x bound {b:.2f} s" if b else "no bound measured"
+                        req = ", ".join(
+                            f"{k} {v:.0f}" for k, v in r["requests_per_iteration"].items()
+                        )
+                        ratio = (
+                            f"{r['median_s'] / b:.2f}x bound {b:.2f} s"
+                            if b
+                            else "no bound measured"
+                        )
                         ph = " + ".join(f"{k[:-2]} {v:.2f}" for k, v in r["phases_s"].items())
-                        print(f"{store:5s} W={W} K={K}: {r['median_s']:.2f} s/iteration ({ratio}) = {ph}; "
-                              f"requests/iteration: {req}", flush=True)
+                        print(
+                            f"{store:5s} W={W} K={K}: {r['median_s']:.2f} s/iteration ({ratio}) = {ph}; "
+                            f"requests/iteration: {req}",
+                            flush=True,
+                        )
     finally:
         if server:
             server.__exit__(None, None, None)

@@ -92,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout", type=float, default=600, help="timeout per function in s (default 600)"
     )
     parser.add_argument(
-        "--period", type=float, default=DEFAULT_PERIOD_S, help="CPU duty-cycling period in s (default %(default)s)"
+        "--period",
+        type=float,
+        default=DEFAULT_PERIOD_S,
+        help="CPU duty-cycling period in s (default %(default)s)",
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
@@ -100,7 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--reps, --steps and --batch-size must be at least 1")
     started = time.monotonic()
     report = measure(
-        reps=args.reps, steps=args.steps, batch_size=args.batch_size, timeout_s=args.timeout,
+        reps=args.reps,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        timeout_s=args.timeout,
         period_s=args.period,
     )
     report["wall_s"] = time.monotonic() - started

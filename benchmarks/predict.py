@@ -188,7 +188,9 @@ def constrained_frontier(
     scenario = Scenario(
         coeffs=coeffs, prices=load_prices("aws"), samples=samples, epochs=epochs, max_vcpus=vcpus
     )
-    grid = search_space(scenario, transfer, memory_grid(min_memory_mb, max_memory_mb, memory_step_mb))
+    grid = search_space(
+        scenario, transfer, memory_grid(min_memory_mb, max_memory_mb, memory_step_mb)
+    )
     f, _ = improved_frontier(scenario, grid)
     return [
         Point(float(f.time_s[i]), float(f.cost_usd[i]), *f.config(i), max_memory_mb)

@@ -104,7 +104,9 @@ def client_main(client_id: int, tasks: Any, results: Any) -> None:
             elif kind in ("PUT", "GET"):
                 data = payloads[msg["size"]]
                 latencies = []
-                start = time.monotonic()  # system-wide on Linux and macOS: comparable across processes
+                start = (
+                    time.monotonic()
+                )  # system-wide on Linux and macOS: comparable across processes
                 for key in keys:
                     t0 = time.perf_counter()
                     if kind == "PUT":
@@ -112,7 +114,9 @@ def client_main(client_id: int, tasks: Any, results: Any) -> None:
                     else:
                         got = store.get(key)
                         if len(got) != len(data):
-                            raise AssertionError(f"GET {key}: {len(got)} bytes, expected {len(data)}")
+                            raise AssertionError(
+                                f"GET {key}: {len(got)} bytes, expected {len(data)}"
+                            )
                     latencies.append(time.perf_counter() - t0)
                 end = time.monotonic()
                 results.put((kind, client_id, (start, end, latencies)))
@@ -135,13 +139,16 @@ class Clients:
             self.results: Any = ctx.Queue()
             self.tasks: list[Any] = [ctx.Queue() for _ in range(n)]
             self.workers: list[Any] = [
-                ctx.Process(target=client_main, args=(i, self.tasks[i], self.results), daemon=True) for i in range(n)
+                ctx.Process(target=client_main, args=(i, self.tasks[i], self.results), daemon=True)
+                for i in range(n)
             ]
         else:
             self.results = queue.Queue()
             self.tasks = [queue.Queue() for _ in range(n)]
             self.workers = [
-                threading.Thread(target=client_main, args=(i, self.tasks[i], self.results), daemon=True)
+                threading.Thread(
+                    target=client_main, args=(i, self.tasks[i], self.results), daemon=True
+                )
                 for i in range(n)
             ]
         for w in self.workers:
@@ -156,7 +163,9 @@ class Clients:
         while len(replies) < count:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"{msg['kind']} phase: {count - len(replies)} clients silent for {PHASE_TIMEOUT_S:.0f}s")
+                raise TimeoutError(
+                    f"{msg['kind']} phase: {count - len(replies)} clients silent for {PHASE_TIMEOUT_S:.0f}s"
+                )
             try:
                 kind, client_id, payload = self.results.get(timeout=remaining)
             except queue.Empty:
@@ -174,8 +183,21 @@ class Clients:
             w.join(timeout=60)
 
 
-def measure(clients: Clients, store: str, url: str, size: int, count: int, requests: int, case: str, mode: str) -> list[Result]:
-    clients.phase(count, {"kind": "prepare", "url": url, "size": size, "requests": requests, "case": case}, "ready")
+def measure(
+    clients: Clients,
+    store: str,
+    url: str,
+    size: int,
+    count: int,
+    requests: int,
+    case: str,
+    mode: str,
+) -> list[Result]:
+    clients.phase(
+        count,
+        {"kind": "prepare", "url": url, "size": size, "requests": requests, "case": case},
+        "ready",
+    )
     out = []
     for op in ("PUT", "GET"):
         replies = clients.phase(count, {"kind": op, "size": size}, op)
@@ -217,15 +239,30 @@ def table_row(put: Result, get: Result) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--stores", default="file,s3", help="comma list of memory, file, s3 (default: file,s3)")
-    ap.add_argument("--sizes", default="1KB,1MB,32MB", help="comma list of object sizes (default: 1KB,1MB,32MB)")
-    ap.add_argument("--clients", default="1,4,8", help="comma list of concurrent clients (default: 1,4,8)")
-    ap.add_argument("--mode", choices=("processes", "threads"), default="processes", help="clients as processes (default) or threads")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--stores", default="file,s3", help="comma list of memory, file, s3 (default: file,s3)"
+    )
+    ap.add_argument(
+        "--sizes", default="1KB,1MB,32MB", help="comma list of object sizes (default: 1KB,1MB,32MB)"
+    )
+    ap.add_argument(
+        "--clients", default="1,4,8", help="comma list of concurrent clients (default: 1,4,8)"
+    )
+    ap.add_argument(
+        "--mode",
+        choices=("processes", "threads"),
+        default="processes",
+        help="clients as processes (default) or threads",
+    )
     ap.add_argument("--quick", action="store_true", help="fewer requests per case (a smoke run)")
     ap.add_argument("--requests", type=int, help="requests per client per phase (default: by size)")
     ap.add_argument("--s3-url", help="benchmark this s3:// URL instead of starting SeaweedFS")
-    ap.add_argument("--dir", type=Path, help="directory for the file store (default: a temporary one)")
+    ap.add_argument(
+        "--dir", type=Path, help="directory for the file store (default: a temporary one)"
+    )
     ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
     ap.add_argument("--out", type=Path, help="also write the results as JSON to this file")
     args = ap.parse_args(argv)
@@ -275,15 +312,23 @@ def main(argv: list[str] | None = None) -> int:
                 meta["s3"] = f"SeaweedFS at {server.endpoint_url}"
         clients = Clients(max(counts), args.mode)
         if not args.json:
-            print(f"clients are {args.mode}; MB = 10^6 bytes; throughput is all clients' bytes over the wall time")
+            print(
+                f"clients are {args.mode}; MB = 10^6 bytes; throughput is all clients' bytes over the wall time"
+            )
             print(HEADER + "\n" + "-" * len(HEADER), flush=True)
         for store in stores:
             for size in sizes:
                 for count in counts:
                     requests = args.requests or requests_per_client(size, args.quick)
                     case = f"bench-{time.time_ns()}"
-                    print(f"{store} {human_size(size)} x{count} clients x{requests} requests ...", file=log, flush=True)
-                    rows = measure(clients, store, urls[store], size, count, requests, case, args.mode)
+                    print(
+                        f"{store} {human_size(size)} x{count} clients x{requests} requests ...",
+                        file=log,
+                        flush=True,
+                    )
+                    rows = measure(
+                        clients, store, urls[store], size, count, requests, case, args.mode
+                    )
                     results.extend(rows)
                     if not args.json:
                         print(table_row(*rows), flush=True)

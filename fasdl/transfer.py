@@ -56,13 +56,27 @@ class TableTransferModel:
         for m in mems:
             have = [s for s in sizes if (m, s) in index]
             if len(have) < 2:
-                raise InvalidInput("transfer", f"memory {m:g} MB has fewer than 2 object sizes in the table")
+                raise InvalidInput(
+                    "transfer", f"memory {m:g} MB has fewer than 2 object sizes in the table"
+                )
             # Fill sizes missing for this memory by interpolating the ones present.
-            up.append(tuple(_interp_extrap(s, have, [float(index[(m, h)]["upload_s"]) for h in have]) for s in sizes))
-            down.append(tuple(_interp_extrap(s, have, [float(index[(m, h)]["download_s"]) for h in have]) for s in sizes))
+            up.append(
+                tuple(
+                    _interp_extrap(s, have, [float(index[(m, h)]["upload_s"]) for h in have])
+                    for s in sizes
+                )
+            )
+            down.append(
+                tuple(
+                    _interp_extrap(s, have, [float(index[(m, h)]["download_s"]) for h in have])
+                    for s in sizes
+                )
+            )
         return cls(tuple(mems), tuple(sizes), tuple(up), tuple(down), source)
 
-    def _lookup(self, table: tuple[tuple[float, ...], ...], size_mb: float, memory_mb: float) -> float:
+    def _lookup(
+        self, table: tuple[tuple[float, ...], ...], size_mb: float, memory_mb: float
+    ) -> float:
         per_row = [_interp_extrap(size_mb, self.object_mb, row) for row in table]
         if len(self.memory_mb) == 1:
             return per_row[0]
@@ -76,7 +90,13 @@ class TableTransferModel:
 
     def rows(self) -> list[dict[str, float]]:
         return [
-            {"memory_mb": m, "object_mb": s, "upload_s": self.upload_s[i][j], "download_s": self.download_s[i][j], "samples": 1}
+            {
+                "memory_mb": m,
+                "object_mb": s,
+                "upload_s": self.upload_s[i][j],
+                "download_s": self.download_s[i][j],
+                "samples": 1,
+            }
             for i, m in enumerate(self.memory_mb)
             for j, s in enumerate(self.object_mb)
         ]
@@ -104,13 +124,21 @@ def read_transfer_csv(source: str | Path | io.TextIOBase) -> list[dict[str, floa
     else:
         path = Path(source)
         if not path.is_file():
-            raise InvalidInput("transfer", f"no file {str(path)!r}", f"give a CSV with columns {','.join(CSV_COLUMNS)} or a preset: {', '.join(PRESETS)}")
+            raise InvalidInput(
+                "transfer",
+                f"no file {str(path)!r}",
+                f"give a CSV with columns {','.join(CSV_COLUMNS)} or a preset: {', '.join(PRESETS)}",
+            )
         text = path.read_text()
         name = str(path)
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in CSV_COLUMNS[:4] if c not in (reader.fieldnames or [])]
     if missing:
-        raise InvalidInput("transfer", f"{name} lacks the columns {', '.join(missing)}", f"columns: {','.join(CSV_COLUMNS)}")
+        raise InvalidInput(
+            "transfer",
+            f"{name} lacks the columns {', '.join(missing)}",
+            f"columns: {','.join(CSV_COLUMNS)}",
+        )
     rows = []
     for lineno, r in enumerate(reader, start=2):
         try:
@@ -136,10 +164,16 @@ def load_transfer(spec: str) -> TransferModel:
     """A preset name (``aws``) or the path of a CSV table in the reference format."""
     if spec in PRESETS:
         ref = resources.files("fasdl.presets").joinpath(PRESETS[spec])
-        return TableTransferModel.from_rows(read_transfer_csv(io.StringIO(ref.read_text())), source=f"preset:{spec}")
+        return TableTransferModel.from_rows(
+            read_transfer_csv(io.StringIO(ref.read_text())), source=f"preset:{spec}"
+        )
     if spec.endswith(".csv") or Path(spec).exists():
         return TableTransferModel.from_rows(read_transfer_csv(spec), source=spec)
-    raise InvalidInput("transfer", f"unknown transfer preset {spec!r}", f"presets: {', '.join(PRESETS)}, or a CSV file")
+    raise InvalidInput(
+        "transfer",
+        f"unknown transfer preset {spec!r}",
+        f"presets: {', '.join(PRESETS)}, or a CSV file",
+    )
 
 
 def transfer_from_dict(d: dict[str, Any]) -> TransferModel:
@@ -153,4 +187,8 @@ def transfer_from_dict(d: dict[str, Any]) -> TransferModel:
         from fasdl.profiler.fit_transfer import LatencyBandwidthModel
 
         return LatencyBandwidthModel.from_dict(d)
-    raise InvalidInput("transfer", f"unknown transfer model kind {kind!r}", "kinds: table, preset, latency_bandwidth")
+    raise InvalidInput(
+        "transfer",
+        f"unknown transfer model kind {kind!r}",
+        "kinds: table, preset, latency_bandwidth",
+    )

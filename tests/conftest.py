@@ -40,7 +40,9 @@ def s3_url(seaweed: SeaweedServer, s3_bucket: str) -> str:
     return seaweed.url(s3_bucket, f"t-{uuid.uuid4().hex[:12]}")
 
 
-def _url_for(kind: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+def _url_for(
+    kind: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> str:
     if kind == "memory":
         name = f"t-{uuid.uuid4().hex[:12]}"
         request.addfinalizer(lambda: MemoryStore.discard(name))
@@ -59,7 +61,9 @@ def store_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
 
 
 @pytest.fixture(params=SHARED_STORE_KINDS)
-def shared_store_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+def shared_store_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> str:
     """Like ``store_url`` but only stores that other processes can open: file://, s3://."""
     return _url_for(request.param, request, tmp_path_factory)
 

@@ -35,7 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "stop, checkpoint and continue in new invocations, as Lambda's 900 s limit forces on long jobs.",
     )
     p.add_argument("--store", help="object store URL (default: a new temporary directory)")
-    p.add_argument("--epochs", type=int, default=DEMO_JOB["epochs"], help="epochs (default %(default)s)")
+    p.add_argument(
+        "--epochs", type=int, default=DEMO_JOB["epochs"], help="epochs (default %(default)s)"
+    )
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

@@ -35,8 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("profile", help="the CSV that `fasdl profile` wrote, or the seed's profiling.txt")
-    p.add_argument("--out", required=True, metavar="COEFFS_JSON", help="where to write the coefficients")
+    p.add_argument(
+        "profile", help="the CSV that `fasdl profile` wrote, or the seed's profiling.txt"
+    )
+    p.add_argument(
+        "--out", required=True, metavar="COEFFS_JSON", help="where to write the coefficients"
+    )
     p.add_argument("--plot", metavar="PNG", help="also draw the points and fitted curves")
     p.add_argument(
         "--transfer",
@@ -45,8 +49,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "CSV (memory_mb,object_mb,upload_s,download_s,samples) to fit; the better model on held-out "
         "points is kept",
     )
-    p.add_argument("--model-size-mb", type=float, metavar="MB", help="size of the model's parameters (overrides the profile)")
-    p.add_argument("--num-params", type=int, metavar="N", help="number of the model's parameters (overrides the profile)")
+    p.add_argument(
+        "--model-size-mb",
+        type=float,
+        metavar="MB",
+        help="size of the model's parameters (overrides the profile)",
+    )
+    p.add_argument(
+        "--num-params",
+        type=int,
+        metavar="N",
+        help="number of the model's parameters (overrides the profile)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of text")
     p.set_defaults(func=run)
 
@@ -58,16 +72,30 @@ def run(args: argparse.Namespace) -> int:
     for flag, path in (("--out", args.out), ("--plot", args.plot)):
         if path and not Path(path).resolve().parent.is_dir():
             raise InvalidInput(flag, f"the directory of {path!r} does not exist", "create it first")
-    report = fit_files(args.profile, transfer=args.transfer, model_size_mb=args.model_size_mb, num_params=args.num_params)
+    report = fit_files(
+        args.profile,
+        transfer=args.transfer,
+        model_size_mb=args.model_size_mb,
+        num_params=args.num_params,
+    )
     if args.plot:
         from fasdl.profiler.plot import plot_fit
 
-        plot_fit(report.profile.samples, report.fit, args.plot, title=report.profile.model or report.profile.source)
+        plot_fit(
+            report.profile.samples,
+            report.fit,
+            args.plot,
+            title=report.profile.model or report.profile.source,
+        )
     write_coeffs(args.out, report.coeffs)
     for w in report.warnings:
         print(f"fasdl fit: warning: {w}", file=sys.stderr)
     if args.json:
-        print(json.dumps({**report.to_dict(), "out": args.out, "plot": args.plot}, indent=2, allow_nan=False))
+        print(
+            json.dumps(
+                {**report.to_dict(), "out": args.out, "plot": args.plot}, indent=2, allow_nan=False
+            )
+        )
     else:
         print(format_report(report, args.out, args.plot))
     return 0
@@ -97,14 +125,20 @@ def format_report(report: FitReport, out: str, plot: str | None) -> str:
     ]
     if report.transfer is not None:
         t = report.transfer
-        kept = "latency + size/bandwidth fit" if t.chosen == "latency_bandwidth" else "table interpolation"
+        kept = (
+            "latency + size/bandwidth fit"
+            if t.chosen == "latency_bandwidth"
+            else "table interpolation"
+        )
         lines += [
             f"transfer {report.transfer_source}: kept the {kept}",
             f"         held-out MAPE: fit {t.fit_heldout_mape_pct:.1f} %, table {t.table_heldout_mape_pct:.1f} % "
             f"({t.heldout_points} points, each size left out in turn)",
         ]
     elif report.transfer_source is not None:
-        lines.append(f"transfer preset {report.transfer_source} (table measured on AWS Lambda against S3)")
+        lines.append(
+            f"transfer preset {report.transfer_source} (table measured on AWS Lambda against S3)"
+        )
     lines += ["", f"wrote    {out}" + (f" and {plot}" if plot else "")]
     return "\n".join(lines)
 

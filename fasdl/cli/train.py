@@ -38,25 +38,53 @@ FLAG_FIELDS = {
 
 def add_job_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("job (flags override --payload/--plan)")
-    g.add_argument("--model", help="resnet18 resnet34 resnet50 resnet101 mobilenetv2 vgg11 vgg16 cnn mlp, or module:function")
-    g.add_argument("--dataset", help="cifar10:PATH (directory or store URL), synthetic[:N] or digits")
+    g.add_argument(
+        "--model",
+        help="resnet18 resnet34 resnet50 resnet101 mobilenetv2 vgg11 vgg16 cnn mlp, or module:function",
+    )
+    g.add_argument(
+        "--dataset", help="cifar10:PATH (directory or store URL), synthetic[:N] or digits"
+    )
     g.add_argument("--aggregators", "-K", type=int, help="K, the number of aggregators (pattern_k)")
     g.add_argument("--workers", "-W", type=int, help="W, the number of workers (num_workers)")
-    g.add_argument("--batch-agg", type=int, help="B, the batch size of aggregators (batch_size_agg)")
-    g.add_argument("--batch-wor", type=int, help="A, the batch size of non-aggregators (batch_size_wor)")
+    g.add_argument(
+        "--batch-agg", type=int, help="B, the batch size of aggregators (batch_size_agg)"
+    )
+    g.add_argument(
+        "--batch-wor", type=int, help="A, the batch size of non-aggregators (batch_size_wor)"
+    )
     g.add_argument("--epochs", type=int)
     g.add_argument("--lr", type=float, help="learning rate (l_r)")
     g.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
     g.add_argument("--memory", type=int, help="function memory in MB, 128-10240 (memory)")
-    g.add_argument("--func-time", type=float, help="function time limit in s, 1-900 (func_time); training checkpoints and re-invokes")
-    g.add_argument("--seed", type=int)
-    g.add_argument("--pattern", choices=PATTERNS, help="kreduce (free K), scatter_reduce (K=W, A=B) or allreduce (K=1)")
-    g.add_argument("--store", help="object store URL: file:///path (default ./fasdl-runs), s3://bucket/prefix, memory://name")
-    g.add_argument("--platform", choices=["local", "inline"], help="function platform (default local)")
-    g.add_argument("--job-id", help="name of the job; its objects live under it (default: random)")
-    g.add_argument("--comm-timeout", type=float, help="seconds a worker waits for a peer before giving up (default 120)")
     g.add_argument(
-        "--checkpoint-every", type=int, metavar="N",
+        "--func-time",
+        type=float,
+        help="function time limit in s, 1-900 (func_time); training checkpoints and re-invokes",
+    )
+    g.add_argument("--seed", type=int)
+    g.add_argument(
+        "--pattern",
+        choices=PATTERNS,
+        help="kreduce (free K), scatter_reduce (K=W, A=B) or allreduce (K=1)",
+    )
+    g.add_argument(
+        "--store",
+        help="object store URL: file:///path (default ./fasdl-runs), s3://bucket/prefix, memory://name",
+    )
+    g.add_argument(
+        "--platform", choices=["local", "inline"], help="function platform (default local)"
+    )
+    g.add_argument("--job-id", help="name of the job; its objects live under it (default: random)")
+    g.add_argument(
+        "--comm-timeout",
+        type=float,
+        help="seconds a worker waits for a peer before giving up (default 120)",
+    )
+    g.add_argument(
+        "--checkpoint-every",
+        type=int,
+        metavar="N",
         help="also checkpoint and re-invoke after N iterations (>= 2; default 0: only when func_time runs out)",
     )
 
@@ -71,7 +99,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "  fasdl optimize ... --json > plan.json && fasdl train --plan plan.json --model cnn --dataset digits",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--payload", metavar="FILE", help="JSON job: the seed's trigger payload or our field names")
+    p.add_argument(
+        "--payload", metavar="FILE", help="JSON job: the seed's trigger payload or our field names"
+    )
     p.add_argument("--plan", metavar="FILE", help="the JSON plan of `fasdl optimize --json`")
     add_job_flags(p)
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -84,14 +114,18 @@ def config_from_args(args: argparse.Namespace, **defaults: Any) -> JobConfig:
     for source in (getattr(args, "payload", None), getattr(args, "plan", None)):
         if source:
             base.update(read_job_file(source))
-    overrides = {FLAG_FIELDS[k]: v for k, v in vars(args).items() if k in FLAG_FIELDS and v is not None}
+    overrides = {
+        FLAG_FIELDS[k]: v for k, v in vars(args).items() if k in FLAG_FIELDS and v is not None
+    }
     if "store" not in base and "store" not in overrides:
         overrides["store"] = (Path.cwd() / "fasdl-runs").as_uri()
     return JobConfig.from_payload(base, **overrides)
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_and_report(config_from_args(args), as_json=args.json, show_progress=not args.no_progress)
+    return run_and_report(
+        config_from_args(args), as_json=args.json, show_progress=not args.no_progress
+    )
 
 
 def run_and_report(cfg: JobConfig, *, as_json: bool, show_progress: bool) -> int:
@@ -109,7 +143,14 @@ def run_with_progress(cfg: JobConfig, *, show: bool = True) -> JobSummary:
 
     from fasdl.kreduce.coordinator import ProgressUpdate, run_job
 
-    bar = tqdm(total=None, unit="it", desc=cfg.job_id, disable=not show, file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(
+        total=None,
+        unit="it",
+        desc=cfg.job_id,
+        disable=not show,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
 
     def update(p: ProgressUpdate) -> None:
         if bar.total is None:
@@ -142,7 +183,9 @@ def print_summary(s: JobSummary) -> None:
         f"  billed          {s.billed_gb_s:.2f} GB-s",
         f"  requests        {req}",
         f"  cost            ${s.cost_usd['total']:.6f} (functions ${s.cost_usd['functions']:.6f}, storage ${s.cost_usd['storage']:.6f})",
-        f"  final loss      {s.final_loss:.4f}" if s.final_loss is not None else "  final loss      n/a",
+        f"  final loss      {s.final_loss:.4f}"
+        if s.final_loss is not None
+        else "  final loss      n/a",
         f"  test accuracy   {acc}",
         f"  outputs         {s.outputs['store']}/{s.outputs['model']} (model), {s.outputs['summary']}, {s.outputs['logs']}",
     ]

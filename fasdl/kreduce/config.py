@@ -37,7 +37,16 @@ SEED_FIELDS = {
     "data_bucket": "data_prefix",
     "output_bucket": "output_prefix",
 }
-_INT_FIELDS = {"max_iterations_per_invocation", "num_aggregators", "num_workers", "batch_size_wor", "batch_size_agg", "epochs", "memory_mb", "seed"}
+_INT_FIELDS = {
+    "max_iterations_per_invocation",
+    "num_aggregators",
+    "num_workers",
+    "batch_size_wor",
+    "batch_size_agg",
+    "epochs",
+    "memory_mb",
+    "seed",
+}
 _FLOAT_FIELDS = {"lr", "func_time_s", "momentum", "weight_decay", "comm_timeout_s"}
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -78,18 +87,32 @@ class JobConfig:
 
     # -- validation (everything that can be checked without the data) ---------------------------
     def validate(self) -> None:
-        for name in ("num_workers", "num_aggregators", "batch_size_agg", "batch_size_wor", "epochs", "seed", "memory_mb"):
+        for name in (
+            "num_workers",
+            "num_aggregators",
+            "batch_size_agg",
+            "batch_size_wor",
+            "epochs",
+            "seed",
+            "memory_mb",
+        ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int):
                 raise InvalidInput(name, f"{v!r} is not an integer")
         if self.seed < 0:
             raise InvalidInput("seed", f"{self.seed} is negative", "use a seed >= 0")
         if self.pattern not in PATTERNS:
-            raise InvalidInput("pattern", f"unknown pattern {self.pattern!r}", f"known: {', '.join(PATTERNS)}")
+            raise InvalidInput(
+                "pattern", f"unknown pattern {self.pattern!r}", f"known: {', '.join(PATTERNS)}"
+            )
         if self.num_workers < 1:
-            raise InvalidInput("num_workers", f"{self.num_workers} is below 1", "use at least one worker")
+            raise InvalidInput(
+                "num_workers", f"{self.num_workers} is below 1", "use at least one worker"
+            )
         if self.num_aggregators < 1:
-            raise InvalidInput("pattern_k", f"K = {self.num_aggregators} is below 1", "use at least one aggregator")
+            raise InvalidInput(
+                "pattern_k", f"K = {self.num_aggregators} is below 1", "use at least one aggregator"
+            )
         if self.num_aggregators > self.num_workers:
             raise InvalidInput(
                 "pattern_k",
@@ -98,23 +121,38 @@ class JobConfig:
             )
         for name in ("batch_size_agg", "batch_size_wor"):
             if getattr(self, name) < 1:
-                raise InvalidInput(name, f"{getattr(self, name)} is below 1", "a batch holds at least one sample")
+                raise InvalidInput(
+                    name, f"{getattr(self, name)} is below 1", "a batch holds at least one sample"
+                )
         if self.epochs < 1:
-            raise InvalidInput("epochs", f"{self.epochs} is below 1", "train for at least one epoch")
+            raise InvalidInput(
+                "epochs", f"{self.epochs} is below 1", "train for at least one epoch"
+            )
         if not self.lr > 0:
             raise InvalidInput("l_r", f"learning rate {self.lr} is not positive")
         check_memory_mb(self.memory_mb, "memory")
         check_timeout_s(self.func_time_s, "func_time")
         if not _JOB_ID.match(self.job_id):
-            raise InvalidInput("job_id", f"{self.job_id!r} is not a valid job id", "letters, digits, '.', '_' and '-', up to 64")
-        for name in ("data_prefix", "partition_prefix", "tmp_prefix", "merged_prefix", "output_prefix"):
+            raise InvalidInput(
+                "job_id",
+                f"{self.job_id!r} is not a valid job id",
+                "letters, digits, '.', '_' and '-', up to 64",
+            )
+        for name in (
+            "data_prefix",
+            "partition_prefix",
+            "tmp_prefix",
+            "merged_prefix",
+            "output_prefix",
+        ):
             v = getattr(self, name)
             if not v or v.startswith("/") or ".." in v.split("/"):
                 raise InvalidInput(name, f"{v!r} is not a relative prefix")
         n = self.max_iterations_per_invocation
         if isinstance(n, bool) or not isinstance(n, int) or n < 0 or n == 1:
             raise InvalidInput(
-                "max_iterations_per_invocation", f"{n!r} is not 0 or an integer >= 2",
+                "max_iterations_per_invocation",
+                f"{n!r} is not 0 or an integer >= 2",
                 "0 lets func_time decide; a stop is agreed one iteration ahead, so an invocation runs at least 2",
             )
         if self.comm_timeout_s <= 0:
@@ -127,7 +165,9 @@ class JobConfig:
     def resolved(self) -> JobConfig:
         """Apply the pattern: ScatterReduce is K = W with equal batches, AllReduce is K = 1."""
         if self.pattern == "scatter_reduce":
-            return dataclasses.replace(self, num_aggregators=self.num_workers, batch_size_wor=self.batch_size_agg)
+            return dataclasses.replace(
+                self, num_aggregators=self.num_workers, batch_size_wor=self.batch_size_agg
+            )
         if self.pattern == "allreduce":
             return dataclasses.replace(self, num_aggregators=1)
         return self
@@ -150,7 +190,11 @@ class JobConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise InvalidInput("job", f"unknown field(s) {', '.join(unknown)}", f"known: {', '.join(sorted(known))}")
+            raise InvalidInput(
+                "job",
+                f"unknown field(s) {', '.join(unknown)}",
+                f"known: {', '.join(sorted(known))}",
+            )
         return cls(**{k: _coerce(k, v) for k, v in d.items()})
 
     @classmethod

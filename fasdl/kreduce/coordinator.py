@@ -102,7 +102,8 @@ def prepare(cfg: JobConfig, *, platform_name: str | None = None) -> PreparedJob:
     platform_name = platform_name or cfg.platform
     if cfg.store.startswith("memory://") and platform_name == "local":
         raise InvalidInput(
-            "store", "a memory:// store lives inside one process; local functions are separate processes",
+            "store",
+            "a memory:// store lives inside one process; local functions are separate processes",
             "use file:// or s3:// with --platform local, or --platform inline",
         )
     store = open_store(cfg.store)
@@ -132,25 +133,39 @@ def run_job(
     prices = prices or load_prices()
     keys = Keys.for_job(cfg)
     if store.list(keys.output):
-        raise InvalidInput("job_id", f"job {cfg.job_id!r} already has outputs in {store.url}", "choose another --job-id")
+        raise InvalidInput(
+            "job_id",
+            f"job {cfg.job_id!r} already has outputs in {store.url}",
+            "choose another --job-id",
+        )
     own_platform = platform is None
     platform = platform or open_platform(cfg.platform, concurrency=max(1000, cfg.num_workers))
     if platform.concurrency < cfg.num_workers:
         raise InvalidInput(
-            "num_workers", f"{cfg.num_workers} workers need to run at once, the platform allows {platform.concurrency}"
+            "num_workers",
+            f"{cfg.num_workers} workers need to run at once, the platform allows {platform.concurrency}",
         )
     t_start = time.time()
     results: list[dict[str, Any]] = []
     rounds = 0
     try:
         with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(lambda w: store.put(keys.partition_of(w), dataset_to_bytes(job.partitions[w])), range(cfg.num_workers)))
+            list(
+                pool.map(
+                    lambda w: store.put(keys.partition_of(w), dataset_to_bytes(job.partitions[w])),
+                    range(cfg.num_workers),
+                )
+            )
         done = 0
         while done < job.total_iterations:
-            round_results = _run_round(platform, store, keys, job, rounds, done, t_start, prices, progress)
+            round_results = _run_round(
+                platform, store, keys, job, rounds, done, t_start, prices, progress
+            )
             last = {r["last_iteration"] for r in round_results}
             if len(last) != 1:
-                raise JobFailed(f"workers stopped at different iterations {sorted(last)} in round {rounds}")
+                raise JobFailed(
+                    f"workers stopped at different iterations {sorted(last)} in round {rounds}"
+                )
             new_done = last.pop()
             if new_done <= done:
                 raise InvalidInput(
@@ -188,7 +203,12 @@ def _run_round(
     cfg = job.cfg
     payload = {"job": cfg.to_dict(), "round": rnd, "meta": job.meta()}
     invs = [
-        platform.invoke(WORKER_HANDLER, {**payload, "worker": w}, memory_mb=cfg.memory_mb, timeout_s=cfg.func_time_s)
+        platform.invoke(
+            WORKER_HANDLER,
+            {**payload, "worker": w},
+            memory_mb=cfg.memory_mb,
+            timeout_s=cfg.func_time_s,
+        )
         for w in range(cfg.num_workers)
     ]
     # Start barrier: every worker says it is ready; then one go, with the earliest deadline.
@@ -204,7 +224,9 @@ def _run_round(
                     arrived[w] = float(json.loads(store.get(keys.arrived(rnd, w)))["deadline"])
         if len(arrived) < cfg.num_workers:
             if time.monotonic() > barrier_deadline:
-                raise JobFailed(f"round {rnd}: workers {sorted(set(range(cfg.num_workers)) - set(arrived))} did not start within {START_SLACK_S:.0f} s")
+                raise JobFailed(
+                    f"round {rnd}: workers {sorted(set(range(cfg.num_workers)) - set(arrived))} did not start within {START_SLACK_S:.0f} s"
+                )
             time.sleep(delay)
             delay = min(delay * 1.5, 0.25)
     store.put(keys.go(rnd), json.dumps({"deadline": min(arrived.values())}).encode())
@@ -230,7 +252,9 @@ def _run_round(
                         total_iterations=job.total_iterations,
                         epoch=p["epoch"],
                         loss=p["loss"],
-                        seconds_per_iteration=elapsed / (last_seen - rate_it0) if last_seen > rate_it0 else None,
+                        seconds_per_iteration=elapsed / (last_seen - rate_it0)
+                        if last_seen > rate_it0
+                        else None,
                         cost_usd=_function_cost_so_far(platform, prices),
                         round=rnd,
                     )
@@ -238,7 +262,9 @@ def _run_round(
         if not pending:
             break
         if time.monotonic() > round_deadline:
-            raise JobFailed(f"round {rnd}: workers still running {cfg.func_time_s + START_SLACK_S:.0f} s after start")
+            raise JobFailed(
+                f"round {rnd}: workers still running {cfg.func_time_s + START_SLACK_S:.0f} s after start"
+            )
         with contextlib.suppress(TimeoutError):
             pending[0].wait(0.5)
     return [inv.result() for inv in invs]
@@ -269,7 +295,13 @@ def _function_cost_so_far(platform: Platform, prices: Prices) -> float:
 
 
 def _summarise(
-    job: PreparedJob, keys: Keys, platform: Platform, results: list[dict[str, Any]], rounds: int, t_start: float, prices: Prices
+    job: PreparedJob,
+    keys: Keys,
+    platform: Platform,
+    results: list[dict[str, Any]],
+    rounds: int,
+    t_start: float,
+    prices: Prices,
 ) -> JobSummary:
     cfg, store = job.cfg, job.store
     wall = time.time() - t_start
@@ -334,7 +366,10 @@ def evaluate(job: PreparedJob, model_blob: bytes) -> float | None:
 
 def _write_invocations(store: ObjectStore, keys: Keys, platform: Platform) -> None:
     with contextlib.suppress(Exception):
-        store.put(keys.invocations(), json.dumps([r.to_dict() for r in platform.records()], indent=1).encode())
+        store.put(
+            keys.invocations(),
+            json.dumps([r.to_dict() for r in platform.records()], indent=1).encode(),
+        )
 
 
 def _cleanup(store: ObjectStore, keys: Keys) -> None:

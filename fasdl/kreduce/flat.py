@@ -61,7 +61,9 @@ class ModelVector:
     def load(self, values: np.ndarray) -> None:
         """Overwrite the model with ``values`` (one copy, into the existing storage)."""
         if values.shape != (self.numel,):
-            raise ValueError(f"vector of {values.shape} does not fit a model of {self.numel} floats")
+            raise ValueError(
+                f"vector of {values.shape} does not fit a model of {self.numel} floats"
+            )
         self.flat.copy_(torch.from_numpy(values))
 
 

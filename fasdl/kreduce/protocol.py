@@ -52,7 +52,9 @@ def weighted_sum(parts: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
 
 
 def encode_merged(iteration: int, stop_at: int, values: np.ndarray) -> bytes:
-    return _HEADER.pack(_MAGIC, iteration, stop_at) + values.astype(np.float32, copy=False).tobytes()
+    return (
+        _HEADER.pack(_MAGIC, iteration, stop_at) + values.astype(np.float32, copy=False).tobytes()
+    )
 
 
 def decode_merged(blob: bytes) -> tuple[int, int, np.ndarray]:
@@ -117,7 +119,12 @@ class KReduce:
     def _wait_all(self, keys: list[str], what: list[str]) -> list[bytes]:
         try:
             return self.store.wait_all(
-                keys, self.timeout_s, what=what, pool=self._pool, parallel=self.io_threads, poll_max_s=POLL_MAX_S
+                keys,
+                self.timeout_s,
+                what=what,
+                pool=self._pool,
+                parallel=self.io_threads,
+                poll_max_s=POLL_MAX_S,
             )
         except WaitTimeout as e:
             raise CommunicationTimeout(f"worker {self.worker}: {e}") from None
@@ -189,7 +196,8 @@ class KReduce:
     def _fetch_merged(self, t: int, chunks: list[int], out: np.ndarray) -> int:
         """Get merged chunks of iteration ``t`` into ``out``; return the stop iteration (chunk 0's)."""
         blobs = self._wait_all(
-            [self.keys.merged_chunk(t, c) for c in chunks], [f"merged chunk {c} of iteration {t}" for c in chunks]
+            [self.keys.merged_chunk(t, c) for c in chunks],
+            [f"merged chunk {c} of iteration {t}" for c in chunks],
         )
         stop = 0
         for c, blob in zip(chunks, blobs, strict=True):

@@ -17,7 +17,9 @@ from fasdl.kreduce.protocol import merge_weights, weighted_sum
 from fasdl.kreduce.worker import make_model, make_optimizer, train_step, worker_batch
 
 
-def reference_run(cfg: JobConfig, partitions: list[ArrayDataset], meta: dict, iterations: int) -> np.ndarray:
+def reference_run(
+    cfg: JobConfig, partitions: list[ArrayDataset], meta: dict, iterations: int
+) -> np.ndarray:
     """The model vector that aggregator 0 holds after ``iterations`` iterations."""
     cfg = cfg.resolved()
     W, K = cfg.num_workers, cfg.num_aggregators

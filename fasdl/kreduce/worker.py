@@ -56,10 +56,14 @@ def make_model(cfg: JobConfig, num_classes: int, input_shape: tuple[int, int, in
 
 
 def make_optimizer(cfg: JobConfig, model: nn.Module) -> torch.optim.Optimizer:
-    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
 
 
-def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> float:
+def train_step(
+    model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
+) -> float:
     model.train()
     opt.zero_grad(set_to_none=True)
     loss = nn.functional.cross_entropy(model(x), y)
@@ -68,7 +72,9 @@ def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y:
     return float(loss.detach())
 
 
-def worker_batch(num_samples: int, batch_size: int, iteration: int, seed: int, worker: int) -> tuple[int, np.ndarray]:
+def worker_batch(
+    num_samples: int, batch_size: int, iteration: int, seed: int, worker: int
+) -> tuple[int, np.ndarray]:
     """Epoch and sample indices of global iteration ``iteration`` (1-based) for one worker.
 
     Each worker shuffles its partition in its own order, derived from the job's seed.
@@ -79,7 +85,9 @@ def worker_batch(num_samples: int, batch_size: int, iteration: int, seed: int, w
 
 def save_checkpoint(iteration: int, vec: ModelVector, opt: torch.optim.Optimizer) -> bytes:
     buf = io.BytesIO()
-    torch.save({"iteration": iteration, "vector": vec.flat.clone(), "optimizer": opt.state_dict()}, buf)
+    torch.save(
+        {"iteration": iteration, "vector": vec.flat.clone(), "optimizer": opt.state_dict()}, buf
+    )
     return buf.getvalue()
 
 
@@ -127,7 +135,11 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # carries the earliest deadline of all workers: the stop is planned against it.
     my_deadline = time.time() + context.get_remaining_time_in_millis() / 1000
     store.put(keys.arrived(rnd, w), json.dumps({"deadline": my_deadline}).encode())
-    go = json.loads(store.wait(keys.go(rnd), cfg.comm_timeout_s, what=f"the coordinator's start signal of round {rnd}"))
+    go = json.loads(
+        store.wait(
+            keys.go(rnd), cfg.comm_timeout_s, what=f"the coordinator's start signal of round {rnd}"
+        )
+    )
     deadline = float(go["deadline"])
     setup_s = time.monotonic() - started
 
@@ -149,7 +161,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
             if w == 0 and not announced:
                 announced = _plan_stop(t, logs, train_s, deadline, cfg.func_time_s)
-                if cfg.max_iterations_per_invocation and t + 1 - done >= cfg.max_iterations_per_invocation:
+                if (
+                    cfg.max_iterations_per_invocation
+                    and t + 1 - done >= cfg.max_iterations_per_invocation
+                ):
                     announced = t + 1
             res = comm.exchange(t, vec.numpy(), stop_at=announced)
             if res.vector is not None:
@@ -158,11 +173,27 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 stop_at = res.stop_at
             tm = res.timings
             logs.append(
-                IterationLog(t, epoch, loss, train_s, tm.upload_s, tm.aggregate_s, tm.download_s, time.perf_counter() - it0)
+                IterationLog(
+                    t,
+                    epoch,
+                    loss,
+                    train_s,
+                    tm.upload_s,
+                    tm.aggregate_s,
+                    tm.download_s,
+                    time.perf_counter() - it0,
+                )
             )
-            if w == 0 and (time.monotonic() - last_progress >= PROGRESS_EVERY_S or t == total_iterations):
+            if w == 0 and (
+                time.monotonic() - last_progress >= PROGRESS_EVERY_S or t == total_iterations
+            ):
                 last_progress = time.monotonic()
-                store.put(keys.progress(), json.dumps({"iteration": t, "epoch": epoch, "loss": loss, "time": time.time()}).encode())
+                store.put(
+                    keys.progress(),
+                    json.dumps(
+                        {"iteration": t, "epoch": epoch, "loss": loss, "time": time.time()}
+                    ).encode(),
+                )
     finally:
         comm.close()
 
@@ -190,7 +221,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     }
 
 
-def _plan_stop(t: int, logs: list[IterationLog], train_s: float, deadline: float, func_time_s: float) -> int:
+def _plan_stop(
+    t: int, logs: list[IterationLog], train_s: float, deadline: float, func_time_s: float
+) -> int:
     """Aggregator 0's decision, made while putting merged chunk 0 of iteration t.
 
     Announced in merged(t), the stop is seen by the aggregators in t and by the non-aggregators

@@ -71,7 +71,9 @@ class Scenario:
     max_global_batch: int = DEFAULT_MAX_GLOBAL_BATCH
     gamma: float = DEFAULT_GAMMA
     func_time_s: float = MAX_TIMEOUT_S
-    max_vcpus: float | None = None  # cap on W·vCPUs(M), e.g. the cores of a machine running the local platform
+    max_vcpus: float | None = (
+        None  # cap on W·vCPUs(M), e.g. the cores of a machine running the local platform
+    )
 
     def __post_init__(self) -> None:
         for name in ("samples", "epochs", "max_global_batch"):
@@ -80,8 +82,12 @@ class Scenario:
                 raise InvalidInput(name, f"{value!r} must be a whole number ≥ 1")
         check_timeout_s(self.func_time_s, "func_time")
         batch_size_agg(self.coeffs.b, self.gamma)  # validates gamma
-        if self.max_vcpus is not None and not (math.isfinite(self.max_vcpus) and self.max_vcpus > 0):
-            raise InvalidInput("max_vcpus", f"{self.max_vcpus!r} must be a positive number of vCPUs")
+        if self.max_vcpus is not None and not (
+            math.isfinite(self.max_vcpus) and self.max_vcpus > 0
+        ):
+            raise InvalidInput(
+                "max_vcpus", f"{self.max_vcpus!r} must be a positive number of vCPUs"
+            )
 
     @property
     def batch_size_agg(self) -> int:
@@ -201,7 +207,9 @@ def evaluate(
         # As the trainer runs them: the partition drops D mod Bg samples, so each epoch has
         # floor(D/Bg) iterations (the paper's floor(D*E/Bg) can count one more per few epochs).
         iterations = np.where(
-            global_batch > 0, np.floor(scenario.samples / np.maximum(global_batch, 1)) * scenario.epochs, 0
+            global_batch > 0,
+            np.floor(scenario.samples / np.maximum(global_batch, 1)) * scenario.epochs,
+            0,
         )
         time_s = iterations * iteration
         # Workers stop at an iteration boundary before the function time limit, then re-invoke.

@@ -164,7 +164,9 @@ def improved_frontier(
     K = np.repeat(np.arange(1, n_k + 1), n_mem)  # one entry per (K, M) column
     m = np.tile(grid.memories, n_k)
     put, get = grid.put_s[:n_k].ravel(), grid.get_s[:n_k].ravel()
-    w_max = np.minimum(np.minimum(max_workers, K + np.maximum(0, cap - K * B)), scenario.workers_within_vcpus(m))
+    w_max = np.minimum(
+        np.minimum(max_workers, K + np.maximum(0, cap - K * B)), scenario.workers_within_vcpus(m)
+    )
     n = len(K)
     evaluations = 0
 

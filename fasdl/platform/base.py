@@ -51,7 +51,9 @@ def resolve_handler(name: str) -> str:
     if ":" in name:
         return name
     raise InvalidInput(
-        "handler", f"unknown handler {name!r}", f"known: {', '.join(sorted(HANDLERS))}, or 'module:function'"
+        "handler",
+        f"unknown handler {name!r}",
+        f"known: {', '.join(sorted(HANDLERS))}, or 'module:function'",
     )
 
 
@@ -159,7 +161,9 @@ class Invocation:
             raise InvocationFailed(self)
         return self.result_value
 
-    def finish(self, state: State, *, result: Any = None, error: str | None = None, tb: str | None = None) -> None:
+    def finish(
+        self, state: State, *, result: Any = None, error: str | None = None, tb: str | None = None
+    ) -> None:
         """Called once by the platform when the invocation ends."""
         self.state = state
         self.result_value = result
@@ -295,7 +299,9 @@ PLATFORMS: dict[str, str] = {
 def open_platform(name: str, **kwargs: Any) -> Platform:
     """A platform by name: ``local`` (processes, the default) or ``inline`` (threads, for tests)."""
     if name not in PLATFORMS:
-        raise InvalidInput("platform", f"unknown platform {name!r}", f"known: {', '.join(PLATFORMS)}")
+        raise InvalidInput(
+            "platform", f"unknown platform {name!r}", f"known: {', '.join(PLATFORMS)}"
+        )
     module_name, cls_name = PLATFORMS[name].split(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
     return cls(**kwargs)

@@ -26,11 +26,17 @@ def vcpus_for_memory(memory_mb: Any) -> Any:
 
 
 def check_memory_mb(memory_mb: object, field: str = "memory") -> int:
-    if isinstance(memory_mb, bool) or not isinstance(memory_mb, int | float) or memory_mb != int(memory_mb):
+    if (
+        isinstance(memory_mb, bool)
+        or not isinstance(memory_mb, int | float)
+        or memory_mb != int(memory_mb)
+    ):
         raise InvalidInput(field, f"{memory_mb!r} is not a whole number of MB")
     if not MIN_MEMORY_MB <= memory_mb <= MAX_MEMORY_MB:
         raise InvalidInput(
-            field, f"{int(memory_mb)} MB is outside {MIN_MEMORY_MB}–{MAX_MEMORY_MB:,} MB", "choose a memory size Lambda allows"
+            field,
+            f"{int(memory_mb)} MB is outside {MIN_MEMORY_MB}–{MAX_MEMORY_MB:,} MB",
+            "choose a memory size Lambda allows",
         )
     return int(memory_mb)
 
@@ -40,6 +46,8 @@ def check_timeout_s(timeout_s: object, field: str = "timeout") -> float:
         raise InvalidInput(field, f"{timeout_s!r} is not a number of seconds")
     if not MIN_TIMEOUT_S <= timeout_s <= MAX_TIMEOUT_S:
         raise InvalidInput(
-            field, f"{timeout_s} s is outside {MIN_TIMEOUT_S}–{MAX_TIMEOUT_S} s", "Lambda stops a function after at most 900 s"
+            field,
+            f"{timeout_s} s is outside {MIN_TIMEOUT_S}–{MAX_TIMEOUT_S} s",
+            "Lambda stops a function after at most 900 s",
         )
     return float(timeout_s)

@@ -44,11 +44,17 @@ class Coeffs:
     def __post_init__(self) -> None:
         for name in ("a", "b", "m", "k1", "k2"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+            ):
                 raise InvalidInput(name, f"{value!r} is not a finite number")
         for name in ("a", "k1"):
             if getattr(self, name) <= 0:
-                raise InvalidInput(name, f"{getattr(self, name)!r} must be > 0", "times are positive")
+                raise InvalidInput(
+                    name, f"{getattr(self, name)!r} must be > 0", "times are positive"
+                )
         if self.model_size_mb is not None and (
             isinstance(self.model_size_mb, bool)
             or not isinstance(self.model_size_mb, int | float)
@@ -57,7 +63,9 @@ class Coeffs:
         ):
             raise InvalidInput("model_size_mb", f"{self.model_size_mb!r} is not a size in MB > 0")
         if self.num_params is not None and (
-            isinstance(self.num_params, bool) or not isinstance(self.num_params, int) or self.num_params < 1
+            isinstance(self.num_params, bool)
+            or not isinstance(self.num_params, int)
+            or self.num_params < 1
         ):
             raise InvalidInput("num_params", f"{self.num_params!r} is not a positive whole number")
         if self.transfer is not None and not isinstance(self.transfer, Mapping):
@@ -84,7 +92,9 @@ class Coeffs:
 
 def coeffs_from_dict(d: Any, source: str = "coeffs") -> Coeffs:
     if not isinstance(d, Mapping):
-        raise InvalidInput("coeffs", f"{source} must hold a JSON object with the keys {', '.join(REQUIRED_KEYS)}")
+        raise InvalidInput(
+            "coeffs", f"{source} must hold a JSON object with the keys {', '.join(REQUIRED_KEYS)}"
+        )
     missing = [k for k in REQUIRED_KEYS if k not in d]
     if missing:
         raise InvalidInput(
@@ -95,7 +105,11 @@ def coeffs_from_dict(d: Any, source: str = "coeffs") -> Coeffs:
         )
     unknown = sorted(set(d) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
     if unknown:
-        raise InvalidInput("coeffs", f"{source} has unknown keys {', '.join(unknown)}", f"keys: {', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)}")
+        raise InvalidInput(
+            "coeffs",
+            f"{source} has unknown keys {', '.join(unknown)}",
+            f"keys: {', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)}",
+        )
     num_params = d.get("num_params")
     if isinstance(num_params, float) and num_params.is_integer():
         num_params = int(num_params)
@@ -128,14 +142,20 @@ def dumps(d: Mapping[str, Any]) -> str:
     text = json.dumps(d, indent=2, allow_nan=False)
     # A raw newline never occurs inside a JSON string, so "{\n" and "\n}" are structural.
     return re.sub(
-        r"\{\n\s+([^{}\[\]]*?)\n\s+\}", lambda m: "{" + " ".join(x.strip() for x in m.group(1).splitlines()) + "}", text
+        r"\{\n\s+([^{}\[\]]*?)\n\s+\}",
+        lambda m: "{" + " ".join(x.strip() for x in m.group(1).splitlines()) + "}",
+        text,
     )
 
 
 def read_coeffs(path: str | Path) -> Coeffs:
     path = Path(path)
     if not path.is_file():
-        raise InvalidInput("coeffs", f"no file {str(path)!r}", "run `fasdl fit profile.csv --out coeffs.json` first")
+        raise InvalidInput(
+            "coeffs",
+            f"no file {str(path)!r}",
+            "run `fasdl fit profile.csv --out coeffs.json` first",
+        )
     try:
         d = json.loads(path.read_text())
     except json.JSONDecodeError as e:

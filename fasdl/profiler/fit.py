@@ -112,8 +112,13 @@ def fit_profile(samples: Sequence[ProfileSample]) -> ProfileFit:
 # --- T_train ------------------------------------------------------------------------------------
 
 
-def fit_train(batch_size: Sequence[float], memory_mb: Sequence[float], train_s: Sequence[Any]) -> TrainFit:
-    B, M, T = (_positive_array(x, name) for x, name in ((batch_size, "batch_size"), (memory_mb, "memory_mb"), (train_s, "train_s")))
+def fit_train(
+    batch_size: Sequence[float], memory_mb: Sequence[float], train_s: Sequence[Any]
+) -> TrainFit:
+    B, M, T = (
+        _positive_array(x, name)
+        for x, name in ((batch_size, "batch_size"), (memory_mb, "memory_mb"), (train_s, "train_s"))
+    )
     _same_length(B, M, T)
     _require_train(B, M)
     (a, b, m), at_bounds = _train_coeffs(B, M, T)
@@ -169,7 +174,12 @@ def _train_coeffs(
         starts = [np.clip(np.array([np.log(start[0]), start[1], start[2]]), lo, hi)]
     for x0 in starts:
         result = least_squares(
-            residuals, x0 / scale, bounds=(lo / scale, hi / scale), loss=LOSS, f_scale=F_SCALE, method="trf"
+            residuals,
+            x0 / scale,
+            bounds=(lo / scale, hi / scale),
+            loss=LOSS,
+            f_scale=F_SCALE,
+            method="trf",
         )
         if best is None or result.cost < best.cost:
             best = result
@@ -184,7 +194,9 @@ def _train_coeffs(
     return (float(np.exp(la)), float(b), float(m)), at
 
 
-def _train_starts(B: _Array, M: _Array, T: _Array, lo: _Array, hi: _Array, count: int = 3) -> list[_Array]:
+def _train_starts(
+    B: _Array, M: _Array, T: _Array, lo: _Array, hi: _Array, count: int = 3
+) -> list[_Array]:
     """Starting points from a grid over m: for fixed m the model is linear in (a, a·b).
 
     T·(M + m) = a·B + a·b, so each m gives a weighted linear least-squares fit of the relative
@@ -261,7 +273,10 @@ def _trans_coeffs(M: _Array, T: _Array) -> tuple[tuple[float, float], tuple[str,
 
 
 def _stats(
-    T: _Array, pred: _Array, loo: Callable[[_Array], Callable[[int], float] | None], at_bounds: tuple[str, ...]
+    T: _Array,
+    pred: _Array,
+    loo: Callable[[_Array], Callable[[int], float] | None],
+    at_bounds: tuple[str, ...],
 ) -> FitStats:
     ss_tot = float(np.sum((T - T.mean()) ** 2))
     r2 = 1.0 - float(np.sum((T - pred) ** 2)) / ss_tot if ss_tot > 0 else float("nan")
@@ -290,7 +305,9 @@ def _positive_array(values: Sequence[Any], name: str) -> _Array:
         raise InvalidInput(name, "must be a flat sequence of numbers")
     bad = np.flatnonzero(~np.isfinite(arr) | (arr <= 0))
     if bad.size:
-        raise InvalidInput(name, f"value {values[int(bad[0])]!r} (point {int(bad[0]) + 1}) is not a number > 0")
+        raise InvalidInput(
+            name, f"value {values[int(bad[0])]!r} (point {int(bad[0]) + 1}) is not a number > 0"
+        )
     return arr
 
 

@@ -33,7 +33,12 @@ class FitReport:
         """What ``fasdl fit --json`` prints."""
         return {
             "profile": self.profile.source,
-            "train": {"a": self.coeffs.a, "b": self.coeffs.b, "m": self.coeffs.m, **self.fit.train.stats.to_dict()},
+            "train": {
+                "a": self.coeffs.a,
+                "b": self.coeffs.b,
+                "m": self.coeffs.m,
+                **self.fit.train.stats.to_dict(),
+            },
             "trans": {"k1": self.coeffs.k1, "k2": self.coeffs.k2, **self.fit.trans.stats.to_dict()},
             "runs_used": self.fit.runs_used,
             "runs_skipped": self.fit.runs_skipped,
@@ -62,8 +67,12 @@ def fit_files(
     fit = fit_profile(profile.samples)
     warnings: list[str] = []
 
-    size, size_from = _pick("model_size_mb", model_size_mb, profile.model_size_mb, "--model-size-mb", warnings)
-    params, params_from = _pick("num_params", num_params, profile.num_params, "--num-params", warnings)
+    size, size_from = _pick(
+        "model_size_mb", model_size_mb, profile.model_size_mb, "--model-size-mb", warnings
+    )
+    params, params_from = _pick(
+        "num_params", num_params, profile.num_params, "--num-params", warnings
+    )
     if size is None:
         warnings.append(
             "model_size_mb is unknown (the profile does not record it): coeffs.json gets null, and the "
@@ -75,8 +84,14 @@ def fit_files(
     provenance: dict[str, Any] = {
         "fitted_at": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
         "fasdl_version": __version__,
-        "profile": {**_file_facts(Path(profile_path)), "format": profile.format, "runs": len(profile.samples),
-                    "runs_used": fit.runs_used, "runs_skipped": fit.runs_skipped, "model": profile.model or None},
+        "profile": {
+            **_file_facts(Path(profile_path)),
+            "format": profile.format,
+            "runs": len(profile.samples),
+            "runs_used": fit.runs_used,
+            "runs_skipped": fit.runs_skipped,
+            "model": profile.model or None,
+        },
         "train": {"model": "a*(B + b)/(M + m)", "method": _METHOD, **fit.train.stats.to_dict()},
         "trans": {"model": "k1*M**k2", "method": _METHOD, **fit.trans.stats.to_dict()},
         "model_size_mb": size_from,
@@ -110,7 +125,9 @@ def fit_files(
 _METHOD = f"scipy least_squares, {LOSS} loss on relative residuals, f_scale {F_SCALE}"
 
 
-def _pick(name: str, flag: Any, recorded: Any, flag_name: str, warnings: list[str]) -> tuple[Any, str | None]:
+def _pick(
+    name: str, flag: Any, recorded: Any, flag_name: str, warnings: list[str]
+) -> tuple[Any, str | None]:
     if flag is not None:
         if isinstance(flag, bool) or not isinstance(flag, int | float) or flag <= 0:
             raise InvalidInput(flag_name, f"{flag!r} must be > 0")
@@ -129,7 +146,9 @@ def _stats_warnings(name: str, stats: FitStats) -> list[str]:
         for coeff in stats.at_bounds
     ]
     if stats.r2 == stats.r2 and stats.r2 < POOR_R2:  # NaN (all times equal) is not a poor fit
-        out.append(f"{name}: R² {stats.r2:.3f} is poor; the model does not describe this profile well")
+        out.append(
+            f"{name}: R² {stats.r2:.3f} is poor; the model does not describe this profile well"
+        )
     if stats.loo_points < stats.points:
         out.append(
             f"{name}: only {stats.loo_points} of {stats.points} points could be left out "

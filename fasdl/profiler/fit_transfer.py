@@ -42,14 +42,28 @@ class LatencyBandwidthModel:
         n = len(self.memory_mb)
         columns = (self.put_latency_s, self.put_mb_per_s, self.get_latency_s, self.get_mb_per_s)
         if n == 0 or any(len(c) != n for c in columns):
-            raise InvalidInput("transfer", "a latency_bandwidth model needs one row of parameters per memory size")
+            raise InvalidInput(
+                "transfer", "a latency_bandwidth model needs one row of parameters per memory size"
+            )
         if list(self.memory_mb) != sorted(set(self.memory_mb)):
-            raise InvalidInput("transfer", "latency_bandwidth memory sizes must be distinct and increasing")
+            raise InvalidInput(
+                "transfer", "latency_bandwidth memory sizes must be distinct and increasing"
+            )
         values = np.asarray(columns, dtype=float)
-        if not np.all(np.isfinite(values)) or np.any(values[[0, 2]] < 0) or np.any(values[[1, 3]] <= 0):
+        if (
+            not np.all(np.isfinite(values))
+            or np.any(values[[0, 2]] < 0)
+            or np.any(values[[1, 3]] <= 0)
+        ):
             raise InvalidInput("transfer", "latencies must be ≥ 0 s and bandwidths > 0 MB/s")
 
-    def _time(self, latency: tuple[float, ...], mb_per_s: tuple[float, ...], size_mb: float, memory_mb: float) -> float:
+    def _time(
+        self,
+        latency: tuple[float, ...],
+        mb_per_s: tuple[float, ...],
+        size_mb: float,
+        memory_mb: float,
+    ) -> float:
         lat = float(np.interp(memory_mb, self.memory_mb, latency))
         bw = float(np.interp(memory_mb, self.memory_mb, mb_per_s))
         return lat + size_mb / bw
@@ -61,9 +75,17 @@ class LatencyBandwidthModel:
         return self._time(self.get_latency_s, self.get_mb_per_s, size_mb, memory_mb)
 
     def to_dict(self) -> dict[str, Any]:
-        rows = [dict(zip(_ROW_KEYS, values, strict=True)) for values in zip(
-            self.memory_mb, self.put_latency_s, self.put_mb_per_s, self.get_latency_s, self.get_mb_per_s, strict=True
-        )]
+        rows = [
+            dict(zip(_ROW_KEYS, values, strict=True))
+            for values in zip(
+                self.memory_mb,
+                self.put_latency_s,
+                self.put_mb_per_s,
+                self.get_latency_s,
+                self.get_mb_per_s,
+                strict=True,
+            )
+        ]
         return {"kind": KIND, "source": self.source, "rows": rows}
 
     @classmethod
@@ -72,14 +94,21 @@ class LatencyBandwidthModel:
             raise InvalidInput("transfer", f"kind {d.get('kind')!r} is not {KIND!r}")
         rows = d.get("rows")
         if not isinstance(rows, list) or not rows:
-            raise InvalidInput("transfer", "a latency_bandwidth model needs a non-empty list 'rows'")
+            raise InvalidInput(
+                "transfer", "a latency_bandwidth model needs a non-empty list 'rows'"
+            )
         try:
             rows = sorted(rows, key=lambda r: float(r["memory_mb"]))
             columns = [tuple(float(r[k]) for r in rows) for k in _ROW_KEYS]
         except (KeyError, TypeError, ValueError) as e:
-            raise InvalidInput("transfer", f"latency_bandwidth rows need the keys {', '.join(_ROW_KEYS)} as numbers ({e!r})") from e
+            raise InvalidInput(
+                "transfer",
+                f"latency_bandwidth rows need the keys {', '.join(_ROW_KEYS)} as numbers ({e!r})",
+            ) from e
         memory, put_latency, put_bw, get_latency, get_bw = columns
-        return cls(memory, put_latency, put_bw, get_latency, get_bw, source=str(d.get("source", "fit")))
+        return cls(
+            memory, put_latency, put_bw, get_latency, get_bw, source=str(d.get("source", "fit"))
+        )
 
 
 @dataclass(frozen=True)
@@ -114,14 +143,20 @@ def fit_line(size_mb: Sequence[float], time_s: Sequence[float]) -> tuple[float, 
     s = np.asarray(size_mb, dtype=float)
     t = np.asarray(time_s, dtype=float)
     if len(np.unique(s)) < 2:
-        raise InvalidInput("transfer", "fitting latency and bandwidth needs at least 2 object sizes")
+        raise InvalidInput(
+            "transfer", "fitting latency and bandwidth needs at least 2 object sizes"
+        )
     latency, slope = _fit_lines(s, t, np.ones((1, len(s))))
     if slope[0] <= 0:
-        raise InvalidInput("transfer", "the times do not grow with object size; cannot fit a bandwidth")
+        raise InvalidInput(
+            "transfer", "the times do not grow with object size; cannot fit a bandwidth"
+        )
     return float(latency[0]), float(1.0 / slope[0])
 
 
-def _fit_lines(s: np.ndarray, t: np.ndarray, include: np.ndarray, iterations: int = 50) -> tuple[np.ndarray, np.ndarray]:
+def _fit_lines(
+    s: np.ndarray, t: np.ndarray, include: np.ndarray, iterations: int = 50
+) -> tuple[np.ndarray, np.ndarray]:
     """One fit of t = latency + slope·s per row of ``include`` (k × n, 1 = use the point).
 
     Minimises the soft-L1 loss of the relative residuals by iteratively reweighted least squares:
@@ -142,7 +177,9 @@ def _fit_lines(s: np.ndarray, t: np.ndarray, include: np.ndarray, iterations: in
         latency = np.where(through_origin, 0.0, latency)
         slope = np.where(through_origin, spst / spss, slope)
         residual = (latency[:, None] + slope[:, None] * s) / t - 1.0
-        new_weights = include / np.sqrt(1.0 + (residual / F_SCALE) ** 2)  # soft_l1: rho'(z), z = (r/f)²
+        new_weights = include / np.sqrt(
+            1.0 + (residual / F_SCALE) ** 2
+        )  # soft_l1: rho'(z), z = (r/f)²
         if np.max(np.abs(new_weights - weights)) < 1e-6:
             break
         weights = new_weights
@@ -169,7 +206,9 @@ def fit_transfer(rows: Sequence[Mapping[str, float]], source: str = "fit") -> Tr
     memories = sorted(by_memory)
     params = [_fit_row(by_memory[m]) for m in memories]
     put_latency, put_bw, get_latency, get_bw = (tuple(p[i] for p in params) for i in range(4))
-    fit = LatencyBandwidthModel(tuple(memories), put_latency, put_bw, get_latency, get_bw, source=source)
+    fit = LatencyBandwidthModel(
+        tuple(memories), put_latency, put_bw, get_latency, get_bw, source=source
+    )
     table = TableTransferModel.from_rows(table_rows, source=source)
 
     fit_errors, table_errors, in_sample = [], [], []
@@ -188,7 +227,10 @@ def fit_transfer(rows: Sequence[Mapping[str, float]], source: str = "fit") -> Tr
             # segment's slope beyond the end), so those four rows make the same table, faster.
             t = TableTransferModel.from_rows(row[max(0, i - 2) : i] + row[i + 1 : i + 3])
             size = held["object_mb"]
-            table_errors += [_rel(t.put_s(size, m), held["upload_s"]), _rel(t.get_s(size, m), held["download_s"])]
+            table_errors += [
+                _rel(t.put_s(size, m), held["upload_s"]),
+                _rel(t.get_s(size, m), held["download_s"]),
+            ]
     fit_err = 100.0 * float(np.mean(fit_errors))
     table_err = 100.0 * float(np.mean(table_errors))
     return TransferChoice(
@@ -226,11 +268,13 @@ def _merge(rows: Sequence[Mapping[str, float]]) -> list[dict[str, float]]:
     merged = []
     for (m, s), group in sorted(groups.items()):
         w = np.array([float(r.get("samples", 1) or 1) for r in group])
-        merged.append({
-            "memory_mb": m,
-            "object_mb": s,
-            "upload_s": float(np.average([r["upload_s"] for r in group], weights=w)),
-            "download_s": float(np.average([r["download_s"] for r in group], weights=w)),
-            "samples": float(w.sum()),
-        })
+        merged.append(
+            {
+                "memory_mb": m,
+                "object_mb": s,
+                "upload_s": float(np.average([r["upload_s"] for r in group], weights=w)),
+                "download_s": float(np.average([r["download_s"] for r in group], weights=w)),
+                "samples": float(w.sum()),
+            }
+        )
     return merged

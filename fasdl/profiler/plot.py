@@ -15,7 +15,9 @@ from fasdl.profiler.fit import ProfileFit
 from fasdl.profiler.records import ProfileSample
 
 
-def plot_fit(samples: Sequence[ProfileSample], fit: ProfileFit, path: str | Path, title: str = "") -> None:
+def plot_fit(
+    samples: Sequence[ProfileSample], fit: ProfileFit, path: str | Path, title: str = ""
+) -> None:
     """Left: train time against batch size, one colour per memory size. Right: trans time
     against memory. Runs that ran out of memory or failed are marked on the batch axis."""
     ok = [s for s in samples if s.ok]
@@ -31,7 +33,13 @@ def plot_fit(samples: Sequence[ProfileSample], fit: ProfileFit, path: str | Path
         here = [s for s in ok if s.memory_mb == memory]
         left.plot(b_grid, fit.train.predict(b_grid, memory), color=colour, lw=1.2)
         if here:
-            left.plot([s.batch_size for s in here], [s.train_s for s in here], "o", color=colour, label=f"{memory} MB")
+            left.plot(
+                [s.batch_size for s in here],
+                [s.train_s for s in here],
+                "o",
+                color=colour,
+                label=f"{memory} MB",
+            )
         failed = [s.batch_size for s in samples if s.memory_mb == memory and not s.ok]
         if failed:
             left.plot(failed, [0.0] * len(failed), "x", color=colour, ms=8)

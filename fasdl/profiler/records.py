@@ -57,15 +57,23 @@ class ProfileSample:
     def __post_init__(self) -> None:
         # A whole float (1024.0) is accepted and stored as an int.
         object.__setattr__(self, "memory_mb", check_memory_mb(self.memory_mb, "memory_mb"))
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+        if (
+            isinstance(self.batch_size, bool)
+            or not isinstance(self.batch_size, int)
+            or self.batch_size < 1
+        ):
             raise InvalidInput("batch_size", f"{self.batch_size!r} is not a positive whole number")
         if self.status not in STATUSES:
-            raise InvalidInput("status", f"{self.status!r} is not a status", f"use one of {', '.join(STATUSES)}")
+            raise InvalidInput(
+                "status", f"{self.status!r} is not a status", f"use one of {', '.join(STATUSES)}"
+            )
         for name in ("train_s", "trans_s"):
             value = getattr(self, name)
             if value is None:
                 if self.status == "ok":
-                    raise InvalidInput(name, "missing on a run whose status is ok", "give the measured seconds")
+                    raise InvalidInput(
+                        name, "missing on a run whose status is ok", "give the measured seconds"
+                    )
                 continue
             _check_positive(name, value, "times must be > 0 s")
         for name in ("peak_memory_mb", "billed_ms", "model_size_mb"):
@@ -73,7 +81,9 @@ class ProfileSample:
             if value is not None:
                 _check_positive(name, value, "must be > 0")
         if self.num_params is not None and (
-            isinstance(self.num_params, bool) or not isinstance(self.num_params, int) or self.num_params < 1
+            isinstance(self.num_params, bool)
+            or not isinstance(self.num_params, int)
+            or self.num_params < 1
         ):
             raise InvalidInput("num_params", f"{self.num_params!r} is not a positive whole number")
 
@@ -112,11 +122,20 @@ def read_profile(path: str | Path) -> Profile:
     """Read our profile CSV or the seed's ``profiling.txt``; the format is told by the first line."""
     path = Path(path)
     if not path.is_file():
-        raise InvalidInput("profile", f"no file {str(path)!r}", "give the CSV that `fasdl profile` wrote, or a profiling.txt")
+        raise InvalidInput(
+            "profile",
+            f"no file {str(path)!r}",
+            "give the CSV that `fasdl profile` wrote, or a profiling.txt",
+        )
     text = path.read_text()
-    first = next((line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")), None)
+    first = next(
+        (line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")),
+        None,
+    )
     if first is None:
-        raise InvalidInput("profile", f"{path} is empty", "profile the model first (`fasdl profile`)")
+        raise InvalidInput(
+            "profile", f"{path} is empty", "profile the model first (`fasdl profile`)"
+        )
     if "memory_mb" in first.split(","):
         return _read_csv(text, str(path))
     return _read_seed(text, str(path))
@@ -127,22 +146,36 @@ def _read_csv(text: str, name: str) -> Profile:
     columns = reader.fieldnames or []
     missing = [c for c in _REQUIRED_COLUMNS if c not in columns]
     if missing:
-        raise InvalidInput("profile", f"{name} lacks the columns {', '.join(missing)}", f"columns: {','.join(PROFILE_COLUMNS)}")
+        raise InvalidInput(
+            "profile",
+            f"{name} lacks the columns {', '.join(missing)}",
+            f"columns: {','.join(PROFILE_COLUMNS)}",
+        )
     samples = []
     for row in reader:
         lineno = reader.line_num
         if None in row:
-            raise InvalidInput("profile", f"{name} line {lineno}: more cells than the header has columns")
+            raise InvalidInput(
+                "profile", f"{name} line {lineno}: more cells than the header has columns"
+            )
         if not any((v or "").strip() for v in row.values()):
             continue
         try:
             samples.append(_sample_from_cells(row))
         except InvalidInput as e:
             cut_short = lineno == len(text.splitlines()) and not text.endswith("\n")
-            fix = "the last row looks cut short by an interrupted run: delete it" if cut_short else e.fix
+            fix = (
+                "the last row looks cut short by an interrupted run: delete it"
+                if cut_short
+                else e.fix
+            )
             raise InvalidInput("profile", f"{name} line {lineno}: {e}", fix) from e
     if not samples:
-        raise InvalidInput("profile", f"{name} has a header but no runs", "profile the model first (`fasdl profile`)")
+        raise InvalidInput(
+            "profile",
+            f"{name} has a header but no runs",
+            "profile the model first (`fasdl profile`)",
+        )
     return _profile(tuple(samples), name, "csv")
 
 
@@ -217,7 +250,11 @@ def _profile(samples: tuple[ProfileSample, ...], name: str, fmt: str) -> Profile
         values = {getattr(s, attr) for s in samples} - {None, ""}
         if len(values) > 1:
             shown = ", ".join(sorted(str(v) for v in values))
-            raise InvalidInput("profile", f"{name} mixes runs with different {attr}: {shown}", "profile one model per file")
+            raise InvalidInput(
+                "profile",
+                f"{name} mixes runs with different {attr}: {shown}",
+                "profile one model per file",
+            )
         described[attr] = values.pop() if values else None
     return Profile(
         samples,
@@ -238,7 +275,9 @@ def append_sample(path: str | Path, sample: ProfileSample) -> None:
             header = f.readline().strip()
         if header != ",".join(PROFILE_COLUMNS):
             raise InvalidInput(
-                "profile", f"{path} is not a fasdl profile CSV (its header is {header[:80]!r})", "write to a new file"
+                "profile",
+                f"{path} is not a fasdl profile CSV (its header is {header[:80]!r})",
+                "write to a new file",
             )
     with open(path, "a", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")

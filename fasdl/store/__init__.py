@@ -25,15 +25,21 @@ SCHEMES: dict[str, tuple[str, str]] = {
 def open_store(url: str) -> ObjectStore:
     """Open the store that ``url`` names. Bad URLs raise ``InvalidInput`` before anything is written."""
     if not isinstance(url, str) or not url:
-        raise InvalidInput("store", "empty store URL", "give memory://NAME, file:///PATH or s3://BUCKET/PREFIX")
+        raise InvalidInput(
+            "store", "empty store URL", "give memory://NAME, file:///PATH or s3://BUCKET/PREFIX"
+        )
     if "://" not in url:
         raise InvalidInput(
-            "store", f"{url!r} is not a URL", f"known schemes: {', '.join(s + '://' for s in SCHEMES)}"
+            "store",
+            f"{url!r} is not a URL",
+            f"known schemes: {', '.join(s + '://' for s in SCHEMES)}",
         )
     scheme = urlsplit(url).scheme
     if scheme not in SCHEMES:
         raise InvalidInput(
-            "store", f"unknown URL scheme {scheme!r} in {url!r}", f"known schemes: {', '.join(s + '://' for s in SCHEMES)}"
+            "store",
+            f"unknown URL scheme {scheme!r} in {url!r}",
+            f"known schemes: {', '.join(s + '://' for s in SCHEMES)}",
         )
     target, hint = SCHEMES[scheme]
     module_name, cls_name = target.split(":")

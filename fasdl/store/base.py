@@ -29,10 +29,14 @@ def check_key(key: str) -> str:
     if not isinstance(key, str) or not key:
         raise InvalidInput("key", f"{key!r} is not a non-empty string")
     if key.startswith("/") or key.startswith("\\"):
-        raise InvalidInput("key", f"{key!r} is an absolute path", "keys are relative to the store's root")
+        raise InvalidInput(
+            "key", f"{key!r} is an absolute path", "keys are relative to the store's root"
+        )
     parts = key.replace("\\", "/").split("/")
     if any(p == ".." for p in parts):
-        raise InvalidInput("key", f"{key!r} contains '..'", "keys may not climb out of the store's root")
+        raise InvalidInput(
+            "key", f"{key!r} contains '..'", "keys may not climb out of the store's root"
+        )
     return key
 
 
@@ -191,7 +195,11 @@ class ObjectStore(ABC):
             while left:
                 batch = [pending.popleft() for _ in range(min(width, left))]
                 left -= len(batch)
-                results = pool.map(probe, batch) if pool is not None and len(batch) > 1 else map(probe, batch)
+                results = (
+                    pool.map(probe, batch)
+                    if pool is not None and len(batch) > 1
+                    else map(probe, batch)
+                )
                 missed = 0
                 for i, blob in results:
                     if blob is None:
@@ -221,7 +229,11 @@ class ObjectStore(ABC):
         return [found[i] for i in range(len(keys))]
 
     def _gave_up(
-        self, timeout_s: float, keys: Sequence[str], what: Sequence[str] | None, missing: builtins.list[int]
+        self,
+        timeout_s: float,
+        keys: Sequence[str],
+        what: Sequence[str] | None,
+        missing: builtins.list[int],
     ) -> str:
         def one(i: int) -> str:
             desc = f"{what[i]} " if what and what[i] else ""

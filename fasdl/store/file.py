@@ -24,11 +24,15 @@ class FileStore(ObjectStore):
         parts = urlsplit(url)
         if parts.netloc not in ("", "localhost"):
             raise InvalidInput(
-                "store", f"file URL {url!r} names host {parts.netloc!r}", "write file:///absolute/path (three slashes)"
+                "store",
+                f"file URL {url!r} names host {parts.netloc!r}",
+                "write file:///absolute/path (three slashes)",
             )
         path = unquote(parts.path)
         if not path:
-            raise InvalidInput("store", f"file URL {url!r} has no path", "write file:///absolute/path")
+            raise InvalidInput(
+                "store", f"file URL {url!r} has no path", "write file:///absolute/path"
+            )
         return cls(path)
 
     def _path(self, key: str) -> Path:

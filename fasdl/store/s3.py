@@ -53,13 +53,18 @@ def parse_s3_url(url: str) -> dict[str, str]:
     for name, values in parse_qs(parts.query, keep_blank_values=True).items():
         if name not in URL_OPTIONS:
             raise InvalidInput(
-                "store", f"unknown option {name!r} in {url!r}", f"known options: {', '.join(URL_OPTIONS)}"
+                "store",
+                f"unknown option {name!r} in {url!r}",
+                f"known options: {', '.join(URL_OPTIONS)}",
             )
         if len(values) != 1 or not values[0]:
             raise InvalidInput("store", f"option {name!r} in {url!r} needs exactly one value")
         options[name] = values[0]
     if options.get("addressing_style", "path") not in ("path", "virtual", "auto"):
-        raise InvalidInput("store", f"addressing_style must be path, virtual or auto, not {options['addressing_style']!r}")
+        raise InvalidInput(
+            "store",
+            f"addressing_style must be path, virtual or auto, not {options['addressing_style']!r}",
+        )
     return options
 
 
@@ -77,7 +82,9 @@ def resolve_endpoint(explicit: str | None) -> str | None:
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidInput(
-            "store", f"{source}={endpoint!r} is not an http(s) URL", "write e.g. http://127.0.0.1:8333"
+            "store",
+            f"{source}={endpoint!r} is not an http(s) URL",
+            "write e.g. http://127.0.0.1:8333",
         )
     try:
         parts.port  # noqa: B018 - raises ValueError on a bad port
@@ -118,7 +125,10 @@ class S3Store(ObjectStore):
         self._base = self.prefix + "/" if self.prefix else ""
         self.endpoint_url = resolve_endpoint(endpoint_url)
         self.region = (
-            region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+            region
+            or os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION")
+            or DEFAULT_REGION
         )
         # Custom endpoints are often reached by IP or a bare host name, where bucket.host fails.
         self.addressing_style = addressing_style or ("path" if self.endpoint_url else "auto")
@@ -158,7 +168,9 @@ class S3Store(ObjectStore):
         return f"s3://{self.bucket}/{self._base} at {self.endpoint_url or 'AWS S3 (' + self.region + ')'}"
 
     # -- the client -----------------------------------------------------------------------------
-    def _make_client(self, *, connect_timeout_s: float, read_timeout_s: float, max_attempts: int) -> Any:
+    def _make_client(
+        self, *, connect_timeout_s: float, read_timeout_s: float, max_attempts: int
+    ) -> Any:
         import boto3
         from botocore.config import Config
 
@@ -223,7 +235,12 @@ class S3Store(ObjectStore):
                 f"no AWS credentials found to open s3://{self.bucket} at {endpoint}",
                 "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE",
             ) from e
-        except (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError, bx.ConnectionClosedError) as e:
+        except (
+            bx.EndpointConnectionError,
+            bx.ConnectTimeoutError,
+            bx.ReadTimeoutError,
+            bx.ConnectionClosedError,
+        ) as e:
             raise InvalidInput(
                 "store",
                 f"cannot reach the S3 endpoint {endpoint}: {e}",
@@ -235,7 +252,8 @@ class S3Store(ObjectStore):
                 raise InvalidInput(
                     "store",
                     f"bucket {self.bucket!r} does not exist at {endpoint}",
-                    "create it first (e.g. `aws s3 mb s3://" + self.bucket
+                    "create it first (e.g. `aws s3 mb s3://"
+                    + self.bucket
                     + (f" --endpoint-url {self.endpoint_url}" if self.endpoint_url else "")
                     + "`) or fix the name",
                 ) from e
@@ -263,8 +281,12 @@ class S3Store(ObjectStore):
         except bx.ClientError as e:
             code = _error_code(e)
             if code == "NoSuchBucket":
-                raise StoreError(f"{op} {key!r}: bucket {self.bucket!r} no longer exists ({self.where})") from e
-            raise StoreError(f"{op} {key!r} failed on {self.where}: {code or _http_status(e)} {e}") from e
+                raise StoreError(
+                    f"{op} {key!r}: bucket {self.bucket!r} no longer exists ({self.where})"
+                ) from e
+            raise StoreError(
+                f"{op} {key!r} failed on {self.where}: {code or _http_status(e)} {e}"
+            ) from e
         except bx.BotoCoreError as e:
             raise StoreError(f"{op} {key!r} failed on {self.where}: {e}") from e
 
@@ -314,7 +336,9 @@ class S3Store(ObjectStore):
                     Delete={"Objects": [{"Key": self._base + k} for k in page], "Quiet": True},
                 )
             # Missing keys are not errors on S3; anything listed here is (e.g. AccessDenied).
-            errors = [e for e in response.get("Errors", []) if e.get("Code") not in _NOT_FOUND_CODES]
+            errors = [
+                e for e in response.get("Errors", []) if e.get("Code") not in _NOT_FOUND_CODES
+            ]
             if errors:
                 first = ", ".join(f"{e.get('Key')!r}: {e.get('Code')}" for e in errors[:3])
                 raise StoreError(f"DELETE of {len(errors)} keys failed on {self.where}: {first}")
@@ -325,7 +349,9 @@ class S3Store(ObjectStore):
         with self._request("LIST", prefix):
             paginator = self.client.get_paginator("list_objects_v2")
             for page in paginator.paginate(
-                Bucket=self.bucket, Prefix=self._base + prefix, PaginationConfig={"PageSize": S3_PAGE}
+                Bucket=self.bucket,
+                Prefix=self._base + prefix,
+                PaginationConfig={"PageSize": S3_PAGE},
             ):
                 keys.extend(obj["Key"][n:] for obj in page.get("Contents", ()))
         return keys

@@ -43,7 +43,13 @@ def _final_vector(cfg: JobConfig) -> np.ndarray:
 
 @pytest.mark.parametrize("k", [1, 2, 4], ids=["K=1", "K=2", "K=W"])
 def test_matches_serial_reference(k: int) -> None:
-    cfg = JobConfig(**TINY, num_aggregators=k, store=f"memory://kreduce-ref-{k}", platform="inline", job_id=f"ref{k}")
+    cfg = JobConfig(
+        **TINY,
+        num_aggregators=k,
+        store=f"memory://kreduce-ref-{k}",
+        platform="inline",
+        job_id=f"ref{k}",
+    )
     with open_platform("inline") as platform:
         summary = run_job(cfg, platform=platform)
     job = prepare(cfg)
@@ -52,13 +58,17 @@ def test_matches_serial_reference(k: int) -> None:
     got = _final_vector(cfg)
     assert np.max(np.abs(got - expected)) <= 1e-6
     # and the model actually moved away from its initial weights
-    init = ModelVector.attach(make_model(cfg, job.meta()["num_classes"], tuple(job.meta()["input_shape"]))).numpy()
+    init = ModelVector.attach(
+        make_model(cfg, job.meta()["num_classes"], tuple(job.meta()["input_shape"]))
+    ).numpy()
     assert np.max(np.abs(got - init)) > 1e-3
 
 
 def test_staleness_rule_matters() -> None:
     """The reference is sensitive to the rule: non-aggregators that skipped staleness differ."""
-    cfg = JobConfig(**TINY, num_aggregators=2, store="memory://stale", platform="inline", job_id="stale")
+    cfg = JobConfig(
+        **TINY, num_aggregators=2, store="memory://stale", platform="inline", job_id="stale"
+    )
     job = prepare(cfg)
     a = reference_run(cfg, job.partitions, job.meta(), 6)
     b = reference_run(cfg, job.partitions, job.meta(), 5)
@@ -66,7 +76,9 @@ def test_staleness_rule_matters() -> None:
 
 
 def test_job_cleans_up_and_keeps_outputs(tmp_path) -> None:
-    cfg = JobConfig(**TINY, num_aggregators=2, store=tmp_path.as_uri(), platform="inline", job_id="clean")
+    cfg = JobConfig(
+        **TINY, num_aggregators=2, store=tmp_path.as_uri(), platform="inline", job_id="clean"
+    )
     with open_platform("inline") as platform:
         summary = run_job(cfg, platform=platform)
     store = open_store(cfg.store)
@@ -86,7 +98,9 @@ def test_two_jobs_in_one_store_do_not_touch_each_other(tmp_path) -> None:
     other = open_store(tmp_path.as_uri())
     other.put("tmp/job-b/it0000001/c0/w1", b"not yours")
     other.put("merged/job-b/x", b"not yours either")
-    cfg = JobConfig(**TINY, num_aggregators=1, store=tmp_path.as_uri(), platform="inline", job_id="job-a")
+    cfg = JobConfig(
+        **TINY, num_aggregators=1, store=tmp_path.as_uri(), platform="inline", job_id="job-a"
+    )
     with open_platform("inline") as platform:
         run_job(cfg, platform=platform)
     assert other.get("tmp/job-b/it0000001/c0/w1") == b"not yours"
@@ -97,7 +111,9 @@ def test_two_jobs_in_one_store_do_not_touch_each_other(tmp_path) -> None:
 def test_checkpoint_and_resume_gives_exactly_the_same_weights(k: int) -> None:
     base = {**TINY, "num_aggregators": k, "platform": "inline"}
     straight = JobConfig(**base, store=f"memory://straight-{k}", job_id="straight")
-    resumed = JobConfig(**base, max_iterations_per_invocation=5, store=f"memory://resumed-{k}", job_id="resumed")
+    resumed = JobConfig(
+        **base, max_iterations_per_invocation=5, store=f"memory://resumed-{k}", job_id="resumed"
+    )
     with open_platform("inline") as platform:
         s_straight = run_job(straight, platform=platform)
     with open_platform("inline") as platform:
@@ -117,11 +133,21 @@ def test_func_time_forces_reinvocations_with_the_same_weights(tmp_path, monkeypa
     """
     func_time = 20.0
     base = {
-        **TINY, "model": "cnn", "dataset": "synthetic:2000", "num_workers": 2, "num_aggregators": 1,
-        "batch_size_agg": 16, "batch_size_wor": 16, "epochs": 4, "memory_mb": 884, "platform": "local",
+        **TINY,
+        "model": "cnn",
+        "dataset": "synthetic:2000",
+        "num_workers": 2,
+        "num_aggregators": 1,
+        "batch_size_agg": 16,
+        "batch_size_wor": 16,
+        "epochs": 4,
+        "memory_mb": 884,
+        "platform": "local",
     }
     long_run = JobConfig(**base, store=(tmp_path / "a").as_uri(), job_id="long")
-    short_run = JobConfig(**{**base, "func_time_s": func_time}, store=(tmp_path / "b").as_uri(), job_id="short")
+    short_run = JobConfig(
+        **{**base, "func_time_s": func_time}, store=(tmp_path / "b").as_uri(), job_id="short"
+    )
     s_long = run_job(long_run)
     monkeypatch.setenv(MIN_ITERATION_ENV, str(1.5 * func_time / s_long.iterations))
     s_short = run_job(short_run)
@@ -135,7 +161,9 @@ def test_func_time_forces_reinvocations_with_the_same_weights(tmp_path, monkeypa
 
 @pytest.mark.slow
 def test_whole_job_on_local_platform_and_file_store(tmp_path) -> None:
-    cfg = JobConfig(**TINY, num_aggregators=2, store=tmp_path.as_uri(), platform="local", job_id="local")
+    cfg = JobConfig(
+        **TINY, num_aggregators=2, store=tmp_path.as_uri(), platform="local", job_id="local"
+    )
     summary = run_job(cfg)
     assert summary.invocations == 4 and summary.test_accuracy is not None
     assert summary.billed_gb_s > 0
@@ -146,7 +174,13 @@ def test_whole_job_on_local_platform_and_file_store(tmp_path) -> None:
 def test_whole_job_on_seaweedfs(seaweed) -> None:
     bucket = "kreduce-job"
     seaweed.make_bucket(bucket)
-    cfg = JobConfig(**TINY, num_aggregators=2, store=seaweed.url(bucket, "runs"), platform="local", job_id="s3job")
+    cfg = JobConfig(
+        **TINY,
+        num_aggregators=2,
+        store=seaweed.url(bucket, "runs"),
+        platform="local",
+        job_id="s3job",
+    )
     summary = run_job(cfg)
     assert summary.iterations > 0 and summary.test_accuracy is not None
     store = open_store(cfg.store)

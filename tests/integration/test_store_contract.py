@@ -350,7 +350,10 @@ def test_s3_deleted_bucket_is_a_store_error(seaweed: SeaweedServer) -> None:
     client = seaweed.client()
     client.delete_object(Bucket=bucket, Key="k")
     client.delete_bucket(Bucket=bucket)
-    _await(lambda: bucket not in [b["Name"] for b in client.list_buckets()["Buckets"]], what="bucket deletion")
+    _await(
+        lambda: bucket not in [b["Name"] for b in client.list_buckets()["Buckets"]],
+        what="bucket deletion",
+    )
     with pytest.raises(StoreError, match="fasdl-doomed"):
         store.put("k2", b"v")
 
@@ -450,7 +453,13 @@ class FaultyProxy:
 def test_s3_reset_connections_are_retried(seaweed: SeaweedServer, s3_bucket: str) -> None:
     proxy = FaultyProxy(int(seaweed.ports["s3.port"]), {0: "reset", 1: "reset", 3: "reset"})
     try:
-        store = S3Store(s3_bucket, "faulty", endpoint_url=proxy.endpoint_url, check=False, max_pool_connections=1)
+        store = S3Store(
+            s3_bucket,
+            "faulty",
+            endpoint_url=proxy.endpoint_url,
+            check=False,
+            max_pool_connections=1,
+        )
         store.put("k", b"survives resets")
         assert store.get("k") == b"survives resets"
         assert proxy.connections >= 3, "the faults were hit"
@@ -466,9 +475,13 @@ def test_s3_get_whose_body_is_cut_is_sent_again(seaweed: SeaweedServer, s3_bucke
     data = os.urandom(size)
     direct = open_store(seaweed.url(s3_bucket, "cut"))
     direct.put("k", data)
-    proxy = FaultyProxy(int(seaweed.ports["s3.port"]), {0: 2048})  # headers, then a part of the body
+    proxy = FaultyProxy(
+        int(seaweed.ports["s3.port"]), {0: 2048}
+    )  # headers, then a part of the body
     try:
-        store = S3Store(s3_bucket, "cut", endpoint_url=proxy.endpoint_url, check=False, max_pool_connections=1)
+        store = S3Store(
+            s3_bucket, "cut", endpoint_url=proxy.endpoint_url, check=False, max_pool_connections=1
+        )
         assert store.get("k") == data
         assert proxy.connections >= 2
         store.close()
@@ -477,10 +490,14 @@ def test_s3_get_whose_body_is_cut_is_sent_again(seaweed: SeaweedServer, s3_bucke
 
 
 @pytest.mark.s3
-def test_s3_errors_left_after_retries_name_the_operation_and_key(seaweed: SeaweedServer, s3_bucket: str) -> None:
+def test_s3_errors_left_after_retries_name_the_operation_and_key(
+    seaweed: SeaweedServer, s3_bucket: str
+) -> None:
     proxy = FaultyProxy(int(seaweed.ports["s3.port"]), dict.fromkeys(range(100), "reset"))
     try:
-        store = S3Store(s3_bucket, "doomed", endpoint_url=proxy.endpoint_url, check=False, max_attempts=2)
+        store = S3Store(
+            s3_bucket, "doomed", endpoint_url=proxy.endpoint_url, check=False, max_attempts=2
+        )
         with pytest.raises(StoreError, match=r"PUT 'k' failed on s3://fasdl-tests/doomed/"):
             store.put("k", b"v")
         store.close()

@@ -14,8 +14,26 @@ from fasdl.data import write_cifar10_batches
 from fasdl.store import open_store
 
 FASDL = [sys.executable, "-m", "fasdl.cli.main"]
-SMALL = ["--model", "mlp", "--dataset", "synthetic:300", "-W", "3", "-K", "2", "--batch-agg", "8", "--batch-wor", "4",
-         "--epochs", "1", "--memory", "512", "--platform", "inline"]
+SMALL = [
+    "--model",
+    "mlp",
+    "--dataset",
+    "synthetic:300",
+    "-W",
+    "3",
+    "-K",
+    "2",
+    "--batch-agg",
+    "8",
+    "--batch-wor",
+    "4",
+    "--epochs",
+    "1",
+    "--memory",
+    "512",
+    "--platform",
+    "inline",
+]
 
 
 def _files(root: Path) -> list[Path]:
@@ -42,7 +60,9 @@ def _files(root: Path) -> list[Path]:
         (["--job-id", "../escape"], "job_id"),
     ],
 )
-def test_bad_input_exits_2_names_the_field_and_writes_nothing(tmp_path, capsys, change, field) -> None:
+def test_bad_input_exits_2_names_the_field_and_writes_nothing(
+    tmp_path, capsys, change, field
+) -> None:
     store = tmp_path / "store"
     code = main(["train", *SMALL, "--store", store.as_uri(), *change])
     err = capsys.readouterr().err
@@ -60,7 +80,12 @@ def test_memory_store_needs_the_inline_platform(capsys) -> None:
 def test_help_and_bad_flag_as_subprocess(tmp_path) -> None:
     out = subprocess.run([*FASDL, "train", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "--batch-agg" in out.stdout and "--payload" in out.stdout
-    bad = subprocess.run([*FASDL, "train", *SMALL, "-K", "9", "--store", tmp_path.as_uri()], capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [*FASDL, "train", *SMALL, "-K", "9", "--store", tmp_path.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "pattern_k" in bad.stderr
     assert _files(tmp_path) == []
 
@@ -70,22 +95,56 @@ def test_seed_payload_with_cifar10_in_the_data_prefix(tmp_path) -> None:
     store_url = (tmp_path / "bucket").as_uri()
     write_cifar10_batches(open_store(store_url).scoped("data"), n_per_batch=40, seed=1, n_test=50)
     payload = {
-        "train_net": "cnn", "pattern_k": "2", "num_workers": "3", "batch_size_wor": "8", "batch_size_agg": "16",
-        "epochs": "1", "l_r": "0.05", "memory": "512", "func_time": "900", "seed": "3",
-        "tmp_bucket": "tmp", "merged_bucket": "merged", "partition_bucket": "partition",
-        "data_bucket": "data", "output_bucket": "output",
+        "train_net": "cnn",
+        "pattern_k": "2",
+        "num_workers": "3",
+        "batch_size_wor": "8",
+        "batch_size_agg": "16",
+        "epochs": "1",
+        "l_r": "0.05",
+        "memory": "512",
+        "func_time": "900",
+        "seed": "3",
+        "tmp_bucket": "tmp",
+        "merged_bucket": "merged",
+        "partition_bucket": "partition",
+        "data_bucket": "data",
+        "output_bucket": "output",
     }
     path = tmp_path / "payload.json"
     path.write_text(json.dumps(payload))
     out = subprocess.run(
-        [*FASDL, "train", "--payload", str(path), "--store", store_url, "--platform", "inline", "--job-id", "seed",
-         "--json", "--no-progress"],
-        capture_output=True, text=True, timeout=600,
+        [
+            *FASDL,
+            "train",
+            "--payload",
+            str(path),
+            "--store",
+            store_url,
+            "--platform",
+            "inline",
+            "--job-id",
+            "seed",
+            "--json",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
-    for key in ("wall_time_s", "train_time_s", "comm_time_s", "billed_gb_s", "requests", "cost_usd",
-                "test_accuracy", "iterations", "outputs"):
+    for key in (
+        "wall_time_s",
+        "train_time_s",
+        "comm_time_s",
+        "billed_gb_s",
+        "requests",
+        "cost_usd",
+        "test_accuracy",
+        "iterations",
+        "outputs",
+    ):
         assert key in summary, key
     assert set(summary["cost_usd"]) >= {"functions", "storage", "total"}
     assert summary["config"]["num_aggregators"] == 2 and summary["config"]["dataset"] == "cifar10"
@@ -98,18 +157,43 @@ def test_seed_payload_with_cifar10_in_the_data_prefix(tmp_path) -> None:
 
 @pytest.mark.parametrize("pattern", ["scatter_reduce", "allreduce"])
 def test_patterns(tmp_path, capsys, pattern) -> None:
-    code = main(["train", *SMALL, "--pattern", pattern, "--store", tmp_path.as_uri(), "--json", "--no-progress"])
+    code = main(
+        [
+            "train",
+            *SMALL,
+            "--pattern",
+            pattern,
+            "--store",
+            tmp_path.as_uri(),
+            "--json",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     cfg = json.loads(capsys.readouterr().out)["config"]
     if pattern == "scatter_reduce":
-        assert cfg["num_aggregators"] == cfg["num_workers"] == 3 and cfg["batch_size_wor"] == cfg["batch_size_agg"]
+        assert (
+            cfg["num_aggregators"] == cfg["num_workers"] == 3
+            and cfg["batch_size_wor"] == cfg["batch_size_agg"]
+        )
     else:
         assert cfg["num_aggregators"] == 1
 
 
 @pytest.mark.slow
 def test_func_time_too_short_for_one_iteration(tmp_path, capsys) -> None:
-    code = main(["train", *SMALL[:-2], "--platform", "local", "--func-time", "1", "--store", tmp_path.as_uri()])
+    code = main(
+        [
+            "train",
+            *SMALL[:-2],
+            "--platform",
+            "local",
+            "--func-time",
+            "1",
+            "--store",
+            tmp_path.as_uri(),
+        ]
+    )
     assert code == 2
     assert "func_time" in capsys.readouterr().err
 
@@ -117,21 +201,65 @@ def test_func_time_too_short_for_one_iteration(tmp_path, capsys) -> None:
 def test_the_optimizers_plan_trains(tmp_path) -> None:
     """`fasdl optimize --json > plan.json` feeds `fasdl train --plan plan.json`."""
     coeffs = tmp_path / "coeffs.json"
-    coeffs.write_text(json.dumps({"a": 400.0, "b": 8.0, "m": 50.0, "k1": 2.0, "k2": -0.3, "model_size_mb": 0.12}))
+    coeffs.write_text(
+        json.dumps({"a": 400.0, "b": 8.0, "m": 50.0, "k1": 2.0, "k2": -0.3, "model_size_mb": 0.12})
+    )
     plan = subprocess.run(
-        [*FASDL, "optimize", "--coeffs", str(coeffs), "--epochs", "1", "--samples", "300", "--deadline", "600",
-         "--max-workers", "3", "--max-memory", "1024", "--max-global-batch", "64", "--json"],
-        capture_output=True, text=True, timeout=120,
+        [
+            *FASDL,
+            "optimize",
+            "--coeffs",
+            str(coeffs),
+            "--epochs",
+            "1",
+            "--samples",
+            "300",
+            "--deadline",
+            "600",
+            "--max-workers",
+            "3",
+            "--max-memory",
+            "1024",
+            "--max-global-batch",
+            "64",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert plan.returncode == 0, plan.stderr
     (tmp_path / "plan.json").write_text(plan.stdout)
     p = json.loads(plan.stdout)
     out = subprocess.run(
-        [*FASDL, "train", "--plan", str(tmp_path / "plan.json"), "--model", "mlp", "--dataset", "synthetic:300",
-         "--platform", "inline", "--store", (tmp_path / "s").as_uri(), "--json", "--no-progress"],
-        capture_output=True, text=True, timeout=600,
+        [
+            *FASDL,
+            "train",
+            "--plan",
+            str(tmp_path / "plan.json"),
+            "--model",
+            "mlp",
+            "--dataset",
+            "synthetic:300",
+            "--platform",
+            "inline",
+            "--store",
+            (tmp_path / "s").as_uri(),
+            "--json",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr
     cfg = json.loads(out.stdout)["config"]
-    assert (cfg["num_workers"], cfg["num_aggregators"], cfg["memory_mb"]) == (p["num_workers"], p["pattern_k"], p["memory"])
-    assert (cfg["batch_size_agg"], cfg["batch_size_wor"]) == (p["batch_size_agg"], p["batch_size_wor"])
+    assert (cfg["num_workers"], cfg["num_aggregators"], cfg["memory_mb"]) == (
+        p["num_workers"],
+        p["pattern_k"],
+        p["memory"],
+    )
+    assert (cfg["batch_size_agg"], cfg["batch_size_wor"]) == (
+        p["batch_size_agg"],
+        p["batch_size_wor"],
+    )

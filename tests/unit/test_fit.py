@@ -35,7 +35,12 @@ def linearised_sd(residuals, x, noise):
     """
     x = np.asarray(x, dtype=float)
     steps = np.abs(x) * 1e-6 + 1e-9
-    J = np.column_stack([(residuals(x + h * e) - residuals(x - h * e)) / (2 * h) for h, e in zip(steps, np.eye(len(x)), strict=True)])
+    J = np.column_stack(
+        [
+            (residuals(x + h * e) - residuals(x - h * e)) / (2 * h)
+            for h, e in zip(steps, np.eye(len(x)), strict=True)
+        ]
+    )
     return np.sqrt(np.diag(noise**2 * np.linalg.inv(J.T @ J)))
 
 
@@ -194,12 +199,19 @@ def test_trans_fit_says_how_many_points_it_needs():
 def test_fit_profile_uses_only_runs_that_succeeded():
     B, M = grid()
     ok = [
-        ProfileSample(int(m), int(b), float(train_time_s(b, m, 20.0, 8.0, 200.0)), float(trans_time_s(m, 3.0, -0.8)))
+        ProfileSample(
+            int(m),
+            int(b),
+            float(train_time_s(b, m, 20.0, 8.0, 200.0)),
+            float(trans_time_s(m, 3.0, -0.8)),
+        )
         for b, m in zip(B, M, strict=True)
     ]
     bad = [
         ProfileSample(512, 256, None, None, status="out_of_memory"),
-        ProfileSample(1024, 256, 99.0, 99.0, status="failed"),  # numbers of a failed run mean nothing
+        ProfileSample(
+            1024, 256, 99.0, 99.0, status="failed"
+        ),  # numbers of a failed run mean nothing
     ]
     fit = fit_profile(ok + bad)
     assert (fit.runs_used, fit.runs_skipped) == (16, 2)

@@ -20,7 +20,9 @@ FASDL = shutil.which("fasdl") or str(Path(sys.executable).with_name("fasdl"))
 
 
 def fasdl(*args, cwd):
-    return subprocess.run([FASDL, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [FASDL, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
 
 
 @pytest.fixture
@@ -30,11 +32,27 @@ def profile(tmp_path):
     for m in (512, 1024, 1769, 3008):
         for b in (16, 32, 64, 128):
             if (m, b) == (512, 128):
-                append_sample(path, ProfileSample(m, b, None, None, status="out_of_memory", model="resnet18", model_size_mb=44.6))
+                append_sample(
+                    path,
+                    ProfileSample(
+                        m,
+                        b,
+                        None,
+                        None,
+                        status="out_of_memory",
+                        model="resnet18",
+                        model_size_mb=44.6,
+                    ),
+                )
                 continue
             train = float(train_time_s(b, m, 20.0, 8.0, 200.0)) * (1 + 0.03 * rng.standard_normal())
             trans = float(trans_time_s(m, 3.0, -0.8)) * (1 + 0.03 * rng.standard_normal())
-            append_sample(path, ProfileSample(m, b, train, trans, model="resnet18", model_size_mb=44.6, num_params=11689512))
+            append_sample(
+                path,
+                ProfileSample(
+                    m, b, train, trans, model="resnet18", model_size_mb=44.6, num_params=11689512
+                ),
+            )
     return path
 
 
@@ -42,7 +60,13 @@ def test_text_output_coeffs_and_plot(tmp_path, profile):
     r = fasdl("fit", profile, "--out", "coeffs.json", "--plot", "fit.png", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     coeffs = json.loads((tmp_path / "coeffs.json").read_text())
-    for key, line in (("a", "a = "), ("b", "b = "), ("m", "m = "), ("k1", "k1 = "), ("k2", "k2 = ")):
+    for key, line in (
+        ("a", "a = "),
+        ("b", "b = "),
+        ("m", "m = "),
+        ("k1", "k1 = "),
+        ("k2", "k2 = "),
+    ):
         assert f"{line}{coeffs[key]:.6g}" in r.stdout
     assert coeffs["a"] == pytest.approx(20.0, rel=0.1)
     assert coeffs["model_size_mb"] == 44.6 and coeffs["num_params"] == 11689512
@@ -63,7 +87,18 @@ def test_json_output_for_a_seed_profile_with_the_aws_preset(tmp_path):
             for b in (8, 32, 64)
         )
     )
-    r = fasdl("fit", seed, "--out", "c.json", "--transfer", "aws", "--num-params", "62006", "--json", cwd=tmp_path)
+    r = fasdl(
+        "fit",
+        seed,
+        "--out",
+        "c.json",
+        "--transfer",
+        "aws",
+        "--num-params",
+        "62006",
+        "--json",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     assert report["train"]["a"] == pytest.approx(5.0, rel=1e-4)
@@ -106,7 +141,15 @@ def test_bad_profiles_in_process(tmp_path, capsys, content, message):
 def test_help_and_missing_out(tmp_path):
     r = fasdl("fit", "--help", cwd=tmp_path)
     assert r.returncode == 0
-    for flag in ("--out", "--plot", "--transfer", "--json", "--model-size-mb", "--num-params", "a·(B + b)/(M + m)"):
+    for flag in (
+        "--out",
+        "--plot",
+        "--transfer",
+        "--json",
+        "--model-size-mb",
+        "--num-params",
+        "a·(B + b)/(M + m)",
+    ):
         assert flag in r.stdout
     r = fasdl("fit", "profile.csv", cwd=tmp_path)
     assert r.returncode == 2 and "--out" in r.stderr
@@ -115,5 +158,17 @@ def test_help_and_missing_out(tmp_path):
 def test_output_into_a_missing_directory_is_a_user_error(tmp_path, profile, capsys):
     assert main(["fit", str(profile), "--out", str(tmp_path / "no" / "c.json")]) == 2
     assert "--out: the directory" in capsys.readouterr().err
-    assert main(["fit", str(profile), "--out", str(tmp_path / "c.json"), "--plot", str(tmp_path / "no" / "f.png")]) == 2
+    assert (
+        main(
+            [
+                "fit",
+                str(profile),
+                "--out",
+                str(tmp_path / "c.json"),
+                "--plot",
+                str(tmp_path / "no" / "f.png"),
+            ]
+        )
+        == 2
+    )
     assert not (tmp_path / "c.json").exists()

@@ -22,7 +22,9 @@ def write_profile(path, *, noise=0.0, seed=0, **meta):
     rng = np.random.default_rng(seed)
     for m in (512, 1024, 2048):
         for b in (16, 32, 64):
-            train = float(train_time_s(b, m, 20.0, 8.0, 200.0)) * (1 + noise * rng.standard_normal())
+            train = float(train_time_s(b, m, 20.0, 8.0, 200.0)) * (
+                1 + noise * rng.standard_normal()
+            )
             trans = float(trans_time_s(m, 3.0, -0.8)) * (1 + noise * rng.standard_normal())
             append_sample(path, ProfileSample(m, b, train, trans, **meta))
     append_sample(path, ProfileSample(512, 512, None, None, status="out_of_memory", **meta))
@@ -49,7 +51,10 @@ def test_hand_written_coeffs_with_the_six_keys_read(tmp_path):
 
 def test_write_read_round_trip(tmp_path):
     table = TableTransferModel.from_rows(
-        [{"memory_mb": 512, "object_mb": s, "upload_s": 0.1 * s, "download_s": 0.05 * s} for s in (1, 2, 4)]
+        [
+            {"memory_mb": 512, "object_mb": s, "upload_s": 0.1 * s, "download_s": 0.05 * s}
+            for s in (1, 2, 4)
+        ]
     )
     c = Coeffs(**HAND_WRITTEN, num_params=1234, transfer=table.to_dict(), provenance={"by": "hand"})
     path = tmp_path / "coeffs.json"
@@ -57,7 +62,15 @@ def test_write_read_round_trip(tmp_path):
     back = read_coeffs(path)
     assert back == c
     assert back.transfer_model() == table
-    assert list(json.loads(path.read_text()))[:7] == ["a", "b", "m", "k1", "k2", "model_size_mb", "num_params"]
+    assert list(json.loads(path.read_text()))[:7] == [
+        "a",
+        "b",
+        "m",
+        "k1",
+        "k2",
+        "model_size_mb",
+        "num_params",
+    ]
     assert not list(tmp_path.glob(".*tmp"))
 
 
@@ -80,7 +93,9 @@ def test_bad_coeffs(change, match):
 
 def test_missing_keys_and_bad_json(tmp_path):
     with pytest.raises(InvalidInput, match="lacks k2, model_size_mb"):
-        coeffs_from_dict({k: v for k, v in HAND_WRITTEN.items() if k not in ("k2", "model_size_mb")})
+        coeffs_from_dict(
+            {k: v for k, v in HAND_WRITTEN.items() if k not in ("k2", "model_size_mb")}
+        )
     path = tmp_path / "coeffs.json"
     path.write_text('{"a": 1,\n "b": }')
     with pytest.raises(InvalidInput, match="line 2: not valid JSON"):
@@ -95,7 +110,9 @@ def test_null_model_size_is_allowed():
 
 
 def test_fit_files_records_where_everything_came_from(tmp_path):
-    profile = write_profile(tmp_path / "profile.csv", noise=0.02, model="cnn", model_size_mb=0.25, num_params=62006)
+    profile = write_profile(
+        tmp_path / "profile.csv", noise=0.02, model="cnn", model_size_mb=0.25, num_params=62006
+    )
     now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     report = fit_files(profile, now=now)
     c = report.coeffs
@@ -106,7 +123,11 @@ def test_fit_files_records_where_everything_came_from(tmp_path):
     assert p["fitted_at"] == "2026-01-02T03:04:05+00:00"
     assert p["profile"]["path"] == str(profile)
     assert len(p["profile"]["sha256"]) == 64
-    assert (p["profile"]["runs"], p["profile"]["runs_used"], p["profile"]["runs_skipped"]) == (10, 9, 1)
+    assert (p["profile"]["runs"], p["profile"]["runs_used"], p["profile"]["runs_skipped"]) == (
+        10,
+        9,
+        1,
+    )
     assert p["model_size_mb"] == p["num_params"] == "profile"
     assert p["train"]["mape_pct"] == pytest.approx(report.fit.train.stats.mape_pct)
     assert report.warnings == ()
@@ -121,7 +142,9 @@ def test_seed_profile_without_model_size_warns_and_leaves_null(tmp_path):
 
 
 def test_flags_give_or_override_the_model_size(tmp_path):
-    report = fit_files(write_seed_profile(tmp_path / "profiling.txt"), model_size_mb=44.6, num_params=11689512)
+    report = fit_files(
+        write_seed_profile(tmp_path / "profiling.txt"), model_size_mb=44.6, num_params=11689512
+    )
     assert (report.coeffs.model_size_mb, report.coeffs.num_params) == (44.6, 11689512)
     assert report.coeffs.provenance["model_size_mb"] == "--model-size-mb"
     assert report.warnings == ()
@@ -140,7 +163,13 @@ def test_transfer_preset_and_transfer_csv(tmp_path):
     assert report.coeffs.transfer_model().put_s(1, 128) == pytest.approx(0.18)
 
     rows = [
-        {"memory_mb": m, "object_mb": s, "upload_s": 0.05 + s / (m / 20), "download_s": 0.02 + s / (m / 10), "samples": 1}
+        {
+            "memory_mb": m,
+            "object_mb": s,
+            "upload_s": 0.05 + s / (m / 20),
+            "download_s": 0.02 + s / (m / 10),
+            "samples": 1,
+        }
         for m in (512, 1024)
         for s in (1, 2, 4, 8, 16)
     ]

@@ -51,7 +51,10 @@ def test_csv_with_only_the_required_columns(tmp_path):
     path = tmp_path / "p.csv"
     path.write_text("batch_size,memory_mb,trans_s,train_s\n16,512,0.02,0.7\n\n32,1024,0.01,0.6\n")
     profile = read_profile(path)
-    assert profile.samples == (ProfileSample(512, 16, 0.7, 0.02), ProfileSample(1024, 32, 0.6, 0.01))
+    assert profile.samples == (
+        ProfileSample(512, 16, 0.7, 0.02),
+        ProfileSample(1024, 32, 0.6, 0.01),
+    )
     assert profile.model_size_mb is None and profile.num_params is None
 
 
@@ -94,7 +97,10 @@ def test_malformed_seed_lines_are_named(tmp_path, text, match):
         ("512,16,0.7,0.02\n1024,16,,0.02\n", "line 3.*train_s.*missing"),
         ("512,16,0.7,0.02,,,maybe\n", "line 2.*status"),
         ("100,16,0.7,0.02\n", "line 2.*outside 128"),
-        ("512,16,0.7,0.02,,,ok,cnn,0.25\n512,32,0.9,0.02,,,ok,cnn,0.5\n", "different model_size_mb"),
+        (
+            "512,16,0.7,0.02,,,ok,cnn,0.25\n512,32,0.9,0.02,,,ok,cnn,0.5\n",
+            "different model_size_mb",
+        ),
         ("512,16,0.7,0.02,,,ok,cnn,0.25,10,extra\n", "line 2.*more cells"),
         ("512,16,0.7,0.", "line 2.*trans_s.*cut short"),  # a row cut off mid-write
     ],
@@ -108,7 +114,12 @@ def test_malformed_csv_lines_are_named(tmp_path, rows, match):
 
 @pytest.mark.parametrize(
     "text,match",
-    [("", "is empty"), ("\n  \n# nothing yet\n", "is empty"), (HEADER + "\n", "no runs"), ("memory_mb,train_s\n1,2\n", "lacks the columns batch_size, trans_s")],
+    [
+        ("", "is empty"),
+        ("\n  \n# nothing yet\n", "is empty"),
+        (HEADER + "\n", "no runs"),
+        ("memory_mb,train_s\n1,2\n", "lacks the columns batch_size, trans_s"),
+    ],
 )
 def test_empty_or_headless_profiles(tmp_path, text, match):
     path = tmp_path / "profile.csv"

@@ -13,7 +13,11 @@ from fasdl.transfer import TableTransferModel, read_transfer_csv, transfer_from_
 
 SIZES = [1, 2, 4, 8, 16, 32, 64]
 # memory: (put latency s, put MB/s, get latency s, get MB/s)
-TRUTH = {256: (0.09, 30.0, 0.03, 60.0), 1024: (0.08, 90.0, 0.01, 85.0), 3008: (0.1, 110.0, 0.005, 90.0)}
+TRUTH = {
+    256: (0.09, 30.0, 0.03, 60.0),
+    1024: (0.08, 90.0, 0.01, 85.0),
+    3008: (0.1, 110.0, 0.005, 90.0),
+}
 
 
 def synthetic_rows(noise=0.0, seed=0, sizes=SIZES, truth=TRUTH):
@@ -22,13 +26,15 @@ def synthetic_rows(noise=0.0, seed=0, sizes=SIZES, truth=TRUTH):
     for memory, (pl, pb, gl, gb) in truth.items():
         for s in sizes:
             up, down = pl + s / pb, gl + s / gb
-            rows.append({
-                "memory_mb": memory,
-                "object_mb": s,
-                "upload_s": up * (1 + noise * rng.standard_normal()),
-                "download_s": down * (1 + noise * rng.standard_normal()),
-                "samples": 1,
-            })
+            rows.append(
+                {
+                    "memory_mb": memory,
+                    "object_mb": s,
+                    "upload_s": up * (1 + noise * rng.standard_normal()),
+                    "download_s": down * (1 + noise * rng.standard_normal()),
+                    "samples": 1,
+                }
+            )
     return rows
 
 
@@ -59,7 +65,12 @@ def test_noisy_linear_transfers_keep_the_fit(seed):
 
 def test_curved_transfers_keep_the_table():
     rows = [
-        {"memory_mb": m, "object_mb": s, "upload_s": 0.02 + 0.01 * s**1.6, "download_s": 0.01 + 0.004 * s**1.6}
+        {
+            "memory_mb": m,
+            "object_mb": s,
+            "upload_s": 0.02 + 0.01 * s**1.6,
+            "download_s": 0.01 + 0.004 * s**1.6,
+        }
         for m in (512, 2048)
         for s in range(1, 21)
     ]
@@ -91,7 +102,13 @@ def test_fit_line_minimises_the_same_loss_as_scipy():
     t[2] *= 1.8
     latency, mb_per_s = fit_line(s, t)
     ref = least_squares(
-        lambda p: (p[0] + p[1] * s) / t - 1.0, [0.01, 0.01], bounds=([0, 1e-12], [np.inf, np.inf]), loss="soft_l1", f_scale=F_SCALE, xtol=1e-14, ftol=1e-14
+        lambda p: (p[0] + p[1] * s) / t - 1.0,
+        [0.01, 0.01],
+        bounds=([0, 1e-12], [np.inf, np.inf]),
+        loss="soft_l1",
+        f_scale=F_SCALE,
+        xtol=1e-14,
+        ftol=1e-14,
     )
     assert latency == pytest.approx(ref.x[0], rel=1e-4)
     assert 1 / mb_per_s == pytest.approx(ref.x[1], rel=1e-4)
@@ -112,14 +129,20 @@ def test_aws_table():
     for err in (choice.fit_heldout_mape_pct, choice.table_heldout_mape_pct):
         assert 1.0 < err < 20.0  # measured on a real cloud: a few % of scatter, not a model failure
     better = min(choice.fit_heldout_mape_pct, choice.table_heldout_mape_pct)
-    assert better == (choice.fit_heldout_mape_pct if choice.chosen == "latency_bandwidth" else choice.table_heldout_mape_pct)
+    assert better == (
+        choice.fit_heldout_mape_pct
+        if choice.chosen == "latency_bandwidth"
+        else choice.table_heldout_mape_pct
+    )
     # A bigger function gets more network: upload bandwidth at 3008 MB is several times 128 MB's.
     assert choice.fit.put_mb_per_s[-1] > 3 * choice.fit.put_mb_per_s[0]
     # Both models describe the measurements they came from to within the scatter.
     measured = np.array([r["upload_s"] for r in rows])
     fitted = np.array([choice.fit.put_s(r["object_mb"], r["memory_mb"]) for r in rows])
     assert np.mean(np.abs(fitted - measured) / measured) < 0.15
-    assert choice.table.put_s(10, 1024) == pytest.approx(next(r["upload_s"] for r in rows if (r["memory_mb"], r["object_mb"]) == (1024, 10)))
+    assert choice.table.put_s(10, 1024) == pytest.approx(
+        next(r["upload_s"] for r in rows if (r["memory_mb"], r["object_mb"]) == (1024, 10))
+    )
 
 
 def _aws_csv():
@@ -129,7 +152,9 @@ def _aws_csv():
 
 
 def test_model_interpolates_between_memory_sizes_and_holds_beyond():
-    model = LatencyBandwidthModel((512.0, 1024.0), (0.1, 0.2), (50.0, 100.0), (0.02, 0.04), (40.0, 80.0))
+    model = LatencyBandwidthModel(
+        (512.0, 1024.0), (0.1, 0.2), (50.0, 100.0), (0.02, 0.04), (40.0, 80.0)
+    )
     assert model.put_s(10, 512) == pytest.approx(0.1 + 10 / 50)
     assert model.put_s(10, 768) == pytest.approx(0.15 + 10 / 75)
     assert model.get_s(12, 768) == pytest.approx(0.03 + 12 / 60)
@@ -151,7 +176,21 @@ def test_to_dict_round_trips_through_the_transfer_registry():
     [
         ({"kind": "latency_bandwidth"}, "non-empty list"),
         ({"kind": "latency_bandwidth", "rows": [{"memory_mb": 512}]}, "keys"),
-        ({"kind": "latency_bandwidth", "rows": [{"memory_mb": 512, "put_latency_s": 0.1, "put_mb_per_s": 0, "get_latency_s": 0.1, "get_mb_per_s": 10}]}, "bandwidths > 0"),
+        (
+            {
+                "kind": "latency_bandwidth",
+                "rows": [
+                    {
+                        "memory_mb": 512,
+                        "put_latency_s": 0.1,
+                        "put_mb_per_s": 0,
+                        "get_latency_s": 0.1,
+                        "get_mb_per_s": 10,
+                    }
+                ],
+            },
+            "bandwidths > 0",
+        ),
         ({"kind": "table", "rows": []}, "is not 'latency_bandwidth'"),
     ],
 )

@@ -13,7 +13,9 @@ from fasdl.kreduce.protocol import decode_merged, encode_merged, merge_weights, 
 
 def _net() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 6 * 6, 3)
+    )
 
 
 def test_vector_is_the_model_and_follows_training_in_place() -> None:
@@ -32,7 +34,9 @@ def test_vector_is_the_model_and_follows_training_in_place() -> None:
     opt.step()
     # the step and the BatchNorm update wrote into the vector without any copy
     assert not np.array_equal(snapshot, vec.numpy())
-    flat_again = torch.cat([t.reshape(-1) for t in [*model.parameters(), model[1].running_mean, model[1].running_var]])
+    flat_again = torch.cat(
+        [t.reshape(-1) for t in [*model.parameters(), model[1].running_mean, model[1].running_var]]
+    )
     assert torch.equal(flat_again, vec.flat)
 
 
@@ -42,7 +46,9 @@ def test_load_overwrites_model() -> None:
     values = np.arange(vec.numel, dtype=np.float32)
     vec.load(values)
     assert model[0].weight.flatten()[0].item() == 0.0
-    assert torch.equal(model[3].bias, torch.from_numpy(values[vec.slots[5].offset : vec.slots[5].offset + 3]))
+    assert torch.equal(
+        model[3].bias, torch.from_numpy(values[vec.slots[5].offset : vec.slots[5].offset + 3])
+    )
     with pytest.raises(ValueError):
         vec.load(values[:-1])
 

@@ -99,7 +99,9 @@ def test_bad_s3_urls(url: str, problem: str) -> None:
 
 
 def test_parse_s3_url() -> None:
-    opts = parse_s3_url("s3://my-bucket/jobs/a%20b/?endpoint_url=http://127.0.0.1:8333&region=eu-west-1")
+    opts = parse_s3_url(
+        "s3://my-bucket/jobs/a%20b/?endpoint_url=http://127.0.0.1:8333&region=eu-west-1"
+    )
     assert opts == {
         "bucket": "my-bucket",
         "prefix": "jobs/a b",
@@ -126,7 +128,9 @@ def test_endpoint_from_the_environment_is_used_and_named(
         open_store("s3://some-bucket")
 
 
-def test_bad_endpoint_in_the_environment_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_endpoint_in_the_environment_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", "localhost:8333")
     with pytest.raises(InvalidInput, match="AWS_ENDPOINT_URL='localhost:8333' is not an http"):
         open_store("s3://some-bucket")
@@ -136,10 +140,19 @@ def test_canonical_s3_url_reopens_the_same_store_elsewhere(monkeypatch: pytest.M
     monkeypatch.setenv("FASDL_S3_ENDPOINT", "http://10.0.0.5:8333/")
     monkeypatch.setenv("AWS_REGION", "eu-central-1")
     store = S3Store("my-bucket", "/jobs/7/", check=False)
-    assert store.url == "s3://my-bucket/jobs/7?endpoint_url=http://10.0.0.5:8333&region=eu-central-1"
+    assert (
+        store.url == "s3://my-bucket/jobs/7?endpoint_url=http://10.0.0.5:8333&region=eu-central-1"
+    )
     opts = parse_s3_url(store.url)
-    assert (opts["endpoint_url"], opts["region"], opts["prefix"]) == ("http://10.0.0.5:8333", "eu-central-1", "jobs/7")
-    assert store.scoped("w3").url == "s3://my-bucket/jobs/7/w3?endpoint_url=http://10.0.0.5:8333&region=eu-central-1"
+    assert (opts["endpoint_url"], opts["region"], opts["prefix"]) == (
+        "http://10.0.0.5:8333",
+        "eu-central-1",
+        "jobs/7",
+    )
+    assert (
+        store.scoped("w3").url
+        == "s3://my-bucket/jobs/7/w3?endpoint_url=http://10.0.0.5:8333&region=eu-central-1"
+    )
 
 
 def test_aws_without_endpoint_uses_virtual_addressing_and_a_default_region() -> None:
@@ -162,7 +175,11 @@ def test_s3_store_pickles_without_its_client() -> None:
     [
         ("memory://n", "job", "memory://n/job"),
         ("file:///tmp/x/", "job/1", "file:///tmp/x/job/1"),
-        ("s3://b?endpoint_url=http://h:1&region=r", "job", "s3://b/job?endpoint_url=http://h:1&region=r"),
+        (
+            "s3://b?endpoint_url=http://h:1&region=r",
+            "job",
+            "s3://b/job?endpoint_url=http://h:1&region=r",
+        ),
     ],
 )
 def test_child_url_keeps_the_query(url: str, prefix: str, expected: str) -> None:
