@@ -40,19 +40,23 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
 import shlex
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from fasdl.kreduce.config import JobConfig
+from fasdl.kreduce.keys import Keys
+from fasdl.kreduce.logs import iteration_stats, loop_s, mean_stats, read_worker_logs, straggler_s
+from fasdl.optimizer.accuracy import Measured, comparable_cost_usd, compare
+from fasdl.optimizer.points import FrontierPoint, choose_runs, frontier_points
 from fasdl.platform.limits import MB_PER_VCPU, vcpus_for_memory
+from fasdl.store import open_store
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -125,6 +129,13 @@ class StepFailed(RuntimeError):
     pass
 
 
+def _exact(x: float) -> str:
+    """``x`` for a command line: as ``:g`` writes it unless that rounds it (a deadline rounded
+    down can fall below its plan's time, and then ``fasdl optimize`` finds no plan)."""
+    short = f"{x:g}"
+    return short if float(short) == x else repr(x)
+
+
 def load_avg() -> float | None:
     return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
@@ -153,20 +164,6 @@ def busy_cores(seconds: float = 2.0) -> float | None:
 # -- the constrained frontier ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Point:
-    time_s: float
-    cost_usd: float
-    num_workers: int
-    pattern_k: int
-    memory_mb: int
-    max_memory_mb: int  # the optimizer's cap it was found under
-
-    @property
-    def config(self) -> tuple[int, int, int]:
-        return self.num_workers, self.pattern_k, self.memory_mb
-
-
 def constrained_frontier(
     coeffs_path: Path,
     *,
@@ -176,15 +173,16 @@ def constrained_frontier(
     min_memory_mb: int,
     max_memory_mb: int,
     memory_step_mb: int,
-) -> list[Point]:
+) -> list[FrontierPoint]:
     """The Pareto frontier (time ascending, cost descending) within the vCPU cap, as the CLI sees it."""
-    from fasdl.optimizer import Scenario, load_coefficients, load_prices, memory_grid, search_space
+    from fasdl.optimizer import Scenario, memory_grid, search_space
     from fasdl.optimizer.search import improved_frontier
-    from fasdl.transfer import transfer_from_dict
+    from fasdl.perf.coefficients import read_coefficients
+    from fasdl.pricing import load_prices
 
-    coeffs = load_coefficients(coeffs_path)
-    assert coeffs.transfer is not None, "coeffs.json was fitted with --transfer"
-    transfer = transfer_from_dict(coeffs.transfer)
+    coeffs = read_coefficients(coeffs_path)
+    transfer = coeffs.transfer_model()
+    assert transfer is not None, "coeffs.json was fitted with --transfer"
     scenario = Scenario(
         coeffs=coeffs, prices=load_prices("aws"), samples=samples, epochs=epochs, max_vcpus=vcpus
     )
@@ -192,81 +190,15 @@ def constrained_frontier(
         scenario, transfer, memory_grid(min_memory_mb, max_memory_mb, memory_step_mb)
     )
     f, _ = improved_frontier(scenario, grid)
-    return [
-        Point(float(f.time_s[i]), float(f.cost_usd[i]), *f.config(i), max_memory_mb)
-        for i in range(len(f))
-    ]
-
-
-def deadline_for(frontier: list[Point], i: int) -> float:
-    """A deadline whose cheapest plan is frontier[i]: at least its time, below the next one's."""
-    t = frontier[i].time_s
-    upper = frontier[i + 1].time_s if i + 1 < len(frontier) else math.inf
-    d = min(t * 1.05, (t + upper) / 2)
-    return max(t, math.floor(d * 10) / 10)
-
-
-def choose_runs(
-    full: list[Point], small: list[Point] | None, *, small_memory_mb: int, max_run_s: float
-) -> list[tuple[str, Point, float]]:
-    """Up to three plans of the frontier, predicted to train within ``max_run_s``: the fastest,
-    the cheapest, and the one between; or the fastest with functions of at most small_memory_mb."""
-    n = sum(p.time_s <= max_run_s for p in full)  # the frontier is sorted by time
-    picks = [("tight", 0)] if n else []
-    if n >= 3:
-        picks.append(("middle", (n - 1) // 2))
-    if n >= 2:
-        picks.append(("loose", n - 1))
-    runs = [(label, full[i], deadline_for(full, i)) for label, i in picks]
-    if len(runs) < 3 and small and small[0].time_s <= max_run_s:
-        p = small[0]
-        if p.config not in {r[1].config for r in runs}:
-            runs.append((f"tight, M<={small_memory_mb}", p, deadline_for(small, 0)))
-    return runs
+    return frontier_points(f, max_memory_mb=max_memory_mb)
 
 
 # -- what the job measured ---------------------------------------------------------------------
 
 
-def read_logs(store_url: str, job_id: str) -> dict[int, list[dict[str, Any]]]:
-    from fasdl.store import open_store
-
-    store = open_store(store_url)
-    by_worker: dict[int, list[dict[str, Any]]] = {}
-    for key in sorted(store.list(f"output/{job_id}/logs/")):
-        w = int(key.rsplit("/", 1)[1].split(".")[0][1:])  # .../w3.r000.jsonl
-        text = store.get(key).decode()
-        by_worker.setdefault(w, []).extend(json.loads(line) for line in text.splitlines() if line)
-    for rows in by_worker.values():
-        rows.sort(key=lambda r: r["iteration"])
-    return by_worker
-
-
-PARTS = ("train_s", "upload_s", "aggregate_s", "download_s")
-
-
-def per_iteration(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """Mean seconds per iteration of each part, the rest ("other") and the whole, plus medians."""
-    n = len(rows)
-    out = {p[:-2]: sum(r[p] for r in rows) / n for p in PARTS}
-    total = sum(r["iteration_s"] for r in rows) / n
-    out["other"] = total - sum(out[p[:-2]] for p in PARTS)
-    out["iteration"] = total
-    out["median_iteration"] = statistics.median(r["iteration_s"] for r in rows)
-    out["median_train"] = statistics.median(r["train_s"] for r in rows)
-    out["p90_iteration"] = sorted(r["iteration_s"] for r in rows)[int(0.9 * (n - 1))]
-    return out
-
-
-def accuracy(predicted: float, measured: float) -> float | None:
-    if not measured > 0:
-        return None
-    return 1 - abs(predicted - measured) / measured
-
-
 def measure_plan(
     label: str,
-    point: Point,
+    point: FrontierPoint,
     deadline_s: float,
     *,
     coeffs: Path,
@@ -279,7 +211,7 @@ def measure_plan(
     memory_step_mb: int,
     vcpus: float,
 ) -> dict[str, Any]:
-    from fasdl.optimizer import load_prices
+    from fasdl.pricing import load_prices
 
     plan_path = workdir / f"plan-{index}.json"
     out, _ = fasdl(
@@ -292,7 +224,7 @@ def measure_plan(
             "--samples",
             str(settings.samples),
             "--deadline",
-            f"{deadline_s:g}",
+            _exact(deadline_s),
             "--min-memory",
             str(min_memory_mb),
             "--max-memory",
@@ -337,21 +269,24 @@ def measure_plan(
     )
     load_after = load_avg()
     summary = json.loads(out)
-    logs = read_logs(store_url, job_id)
-    prices = load_prices("aws")
+    keys = Keys.for_job(JobConfig.from_dict(summary["config"]))
+    logs = read_worker_logs(open_store(store_url), keys)
 
-    agg0 = per_iteration(logs[0])
-    # How long aggregator 0 waits for the slowest worker's training in each iteration: the
-    # straggler effect, which the model (equal, deterministic iterations) leaves out.
-    n = min(len(rows) for rows in logs.values())
-    straggler_s = (
-        sum(max(logs[w][i]["train_s"] for w in logs) - logs[0][i]["train_s"] for i in range(n)) / n
-    )
-    non_aggs = [per_iteration(logs[w]) for w in sorted(logs) if w >= K]
-    loop_s = sum(r["iteration_s"] for r in logs[0])
-    comparable_cost = (
-        prices.function_cost(W * M / 1024 * loop_s, summary["invocations"])
-        + summary["cost_usd"]["storage"]
+    agg0 = iteration_stats(logs[0])
+    non_aggs = mean_stats([iteration_stats(logs[w]) for w in sorted(logs) if w >= K])
+    loop = loop_s(logs[0])  # aggregator 0's training loop: what the model predicts
+    measured = Measured(
+        loop_s=loop,
+        wall_s=summary["wall_time_s"],
+        cost_comparable_usd=comparable_cost_usd(
+            load_prices("aws"),
+            num_workers=W,
+            memory_mb=M,
+            loop_s=loop,
+            invocations=summary["invocations"],
+            storage_usd=summary["cost_usd"]["storage"],
+        ),
+        cost_billed_usd=summary["cost_usd"]["total"],
     )
     b = plan["breakdown"]
     predicted_iteration = dict(b["per_iteration_s"], iteration=b["iteration_s"])
@@ -378,40 +313,34 @@ def measure_plan(
             "cost_breakdown_usd": b["cost_usd"],
         },
         "measured": {
-            "loop_s": loop_s,
-            "wall_s": summary["wall_time_s"],
+            "loop_s": measured.loop_s,
+            "wall_s": measured.wall_s,
             "cli_s": round(cli_s, 3),
             "iterations": summary["iterations"],
-            "cost_comparable_usd": comparable_cost,
-            "cost_billed_usd": summary["cost_usd"]["total"],
+            "cost_comparable_usd": measured.cost_comparable_usd,
+            "cost_billed_usd": measured.cost_billed_usd,
             "cost_usd": summary["cost_usd"],
             "billed_gb_s": summary["billed_gb_s"],
             "invocations": summary["invocations"],
             "requests": summary["requests"],
             "per_iteration_s": {
-                "aggregator_0": agg0,
-                "non_aggregators_mean": _mean_dicts(non_aggs),
+                "aggregator_0": agg0.to_dict(),
+                "non_aggregators_mean": non_aggs.to_dict() if non_aggs else None,
             },
-            "straggler_s": straggler_s,
-            "startup_and_coordinator_s": summary["wall_time_s"] - loop_s,
+            # How long aggregator 0 waits for the slowest worker's training per iteration.
+            "straggler_s": straggler_s(logs),
+            "startup_and_coordinator_s": measured.wall_s - measured.loop_s,
             "test_accuracy": summary["test_accuracy"],
             "final_loss": summary["final_loss"],
         },
-        "accuracy": {
-            "time_loop": accuracy(plan["predicted_time_s"], loop_s),
-            "time_wall": accuracy(plan["predicted_time_s"], summary["wall_time_s"]),
-            "cost_comparable": accuracy(plan["predicted_cost_usd"], comparable_cost),
-            "cost_billed": accuracy(plan["predicted_cost_usd"], summary["cost_usd"]["total"]),
-        },
+        "accuracy": compare(
+            predicted_time_s=plan["predicted_time_s"],
+            predicted_cost_usd=plan["predicted_cost_usd"],
+            measured=measured,
+        ).to_dict(),
         "load_avg_1min": {"before": load_before, "after": load_after},
         "background_busy_cores": background_cores,
     }
-
-
-def _mean_dicts(ds: list[dict[str, float]]) -> dict[str, float] | None:
-    if not ds:
-        return None
-    return {k: sum(d[k] for d in ds) / len(ds) for k in ds[0]}
 
 
 # -- the report ---------------------------------------------------------------------------------
@@ -716,7 +645,8 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     results = []
-    for i, (label, point, deadline_s) in enumerate(runs):
+    for i, run in enumerate(runs):
+        label, point, deadline_s = run.label, run.point, run.deadline_s
         try:
             results.append(
                 measure_plan(
@@ -738,9 +668,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{label}: {e}", file=sys.stderr)
             results.append({"label": label, "deadline_s": deadline_s, "error": str(e)})
 
-    from fasdl.optimizer import batch_size_agg, load_coefficients
+    from fasdl.optimizer import batch_size_agg
+    from fasdl.perf.coefficients import read_coefficients
 
-    c = load_coefficients(coeffs)
+    c = read_coefficients(coeffs)
     report = {
         "command": "python benchmarks/predict.py "
         + shlex.join(argv if argv is not None else sys.argv[1:]),
@@ -759,8 +690,8 @@ def main(argv: list[str] | None = None) -> int:
             "transfer_chosen": (fit.get("transfer") or {}).get("chosen"),
             "warnings": fit.get("warnings", []),
         },
-        "frontier": [p.__dict__ for p in full],
-        "frontier_small_memory": [p.__dict__ for p in small] if small else None,
+        "frontier": [asdict(p) for p in full],
+        "frontier_small_memory": [asdict(p) for p in small] if small else None,
         "runs": results,
         "commands": log,
         "load_avg_1min": {"start": load_start, "end": load_avg()},

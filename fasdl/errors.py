@@ -1,25 +1,73 @@
-"""The exception hierarchy. User mistakes are ``ValueError``s; every store raises ``ObjectNotFound``."""
+"""Every exception fasdl raises on purpose, in one place (the bottom layer: it imports nothing).
+
+Two families:
+
+- ``InvalidInput`` (a ``ValueError``): a user mistake. It names the field and the fix; the CLI
+  turns it into exit code 2, naming the field as the user wrote it (a flag, a payload key).
+- ``FasdlError``: a runtime failure (exit code 1): a store that cannot be reached, an object
+  that cannot be decoded, a function that failed, a job that stopped. A plain ``ValueError``
+  raised anywhere else is a fault of the program, never read as the user's mistake.
+
+Every store raises ``ObjectNotFound`` for a missing key.
+"""
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 
 class FasdlError(Exception):
-    """Base of fasdl's own runtime errors (not of user mistakes, which are ValueErrors)."""
+    """Base of fasdl's own runtime errors (not of user mistakes, which are ``InvalidInput``)."""
 
 
 class InvalidInput(ValueError):
-    """A user mistake: names the field and the fix. The CLI turns it into exit code 2."""
+    """A user mistake: names the field and the fix. The CLI turns it into exit code 2.
+
+    ``field`` is the package's own name for the value (``num_aggregators``); ``shown_as`` is how
+    the message names it, by default the same. The layer that knows how the user wrote the
+    value (the CLI: ``-K/--aggregators``; a payload: ``pattern_k``) renames it with
+    ``named_as``, so the user reads the name they typed.
+    """
 
     def __init__(self, field: str, problem: str, fix: str = "") -> None:
         self.field = field
         self.problem = problem
         self.fix = fix
-        msg = f"{field}: {problem}"
-        if fix:
-            msg += f" ({fix})"
-        super().__init__(msg)
+        self.shown_as = field
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        msg = f"{self.shown_as}: {self.problem}"
+        if self.fix:
+            msg += f" ({self.fix})"
+        return msg
+
+    def named_as(self, name: str) -> InvalidInput:
+        """This error, naming the field ``name`` (how the user wrote it); returns ``self``."""
+        self.shown_as = name
+        self.args = (self._message(),)
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickles (across processes) with its fields
+        return (
+            _rebuild_invalid_input,
+            (type(self), self.field, self.problem, self.fix, self.shown_as),
+        )
 
 
+def _rebuild_invalid_input(
+    cls: type[InvalidInput], field: str, problem: str, fix: str, shown_as: str
+) -> InvalidInput:
+    e = cls.__new__(cls)
+    InvalidInput.__init__(e, field, problem, fix)
+    return e.named_as(shown_as)
+
+
+class PayloadTooLarge(InvalidInput):
+    """An invocation payload over the platform's limit."""
+
+
+# -- stores -------------------------------------------------------------------------------------
 class ObjectNotFound(FileNotFoundError):
     """The key does not exist. Raised by every store, chained from the backend's own error."""
 
@@ -32,6 +80,21 @@ class StoreError(FasdlError):
     """The store could not be used: missing bucket, unreachable endpoint, failed request."""
 
 
+class CorruptObject(StoreError, ValueError):
+    """An object exists but cannot be decoded: a truncated checkpoint, bad JSON, a bad dataset
+    archive. Names the key (when known) and what is wrong with it."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        self.problem = problem
+        super().__init__(
+            f"object {key!r} is corrupt: {problem}" if key else f"corrupt object: {problem}"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.key, self.problem))
+
+
 class WaitTimeout(FasdlError, TimeoutError):
     """A wait for a key passed its deadline. Says what it was waiting for."""
 
@@ -40,9 +103,51 @@ class CommunicationTimeout(WaitTimeout):
     """A worker gave up waiting for a peer's piece: names the worker, iteration and chunk."""
 
 
-class PayloadTooLarge(InvalidInput):
-    """An invocation payload over the platform's limit."""
+# -- functions and jobs -------------------------------------------------------------------------
+class _FailedInvocation(Protocol):
+    request_id: str
+    handler: str
+    error: str | None
+
+    @property
+    def state(self) -> Any: ...
+
+
+class InvocationFailed(FasdlError):
+    """A function invocation did not succeed; ``invocation`` is the platform's Invocation."""
+
+    def __init__(self, inv: _FailedInvocation) -> None:
+        self.invocation = inv
+        state = getattr(inv.state, "value", inv.state)
+        msg = f"invocation {inv.request_id} of {inv.handler!r} {state}"
+        if inv.error:
+            msg += f": {inv.error}"
+        super().__init__(msg)
+
+
+class JobFailed(FasdlError):
+    """A training job stopped: says which worker, in which round, and why."""
 
 
 class PlanInfeasible(FasdlError):
     """No configuration meets the deadline (or the budget)."""
+
+
+class NoPlan(PlanInfeasible):
+    """Nothing meets the deadline (or the budget). Says what the best plan would reach."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        fastest_time_s: float | None = None,
+        cheapest_cost_usd: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.fastest_time_s = fastest_time_s
+        self.cheapest_cost_usd = cheapest_cost_usd
+
+
+class SeaweedError(FasdlError):
+    """SeaweedFS (the test S3 server) could not be found or started; the message carries weed's
+    log tail."""

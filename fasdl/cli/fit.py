@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fasdl.errors import InvalidInput
-from fasdl.transfer import PRESETS
+from fasdl.perf.transfer import PRESETS
 
 if TYPE_CHECKING:  # scipy and matplotlib load only when `fasdl fit` runs, not for every command
     from fasdl.profiler.fit import FitStats
@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fasdl.profiler.coeffs_io import write_coeffs
+    from fasdl.perf.coefficients import write_coefficients
     from fasdl.profiler.fit_report import fit_files
 
     for flag, path in (("--out", args.out), ("--plot", args.plot)):
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             args.plot,
             title=report.profile.model or report.profile.source,
         )
-    write_coeffs(args.out, report.coeffs)
+    write_coefficients(args.out, report.coeffs)
     for w in report.warnings:
         print(f"fasdl fit: warning: {w}", file=sys.stderr)
     if args.json:
@@ -123,6 +123,10 @@ def format_report(report: FitReport, out: str, plot: str | None) -> str:
         f"         k1 = {c.k1:.6g}   k2 = {c.k2:.6g}",
         _stats_line(f.trans.stats),
     ]
+    if c.min_memory_mb is not None:
+        lines.append(
+            f"memory   {c.min_memory_mb} MB: the smallest that ran without running out of memory"
+        )
     if report.transfer is not None:
         t = report.transfer
         kept = (

@@ -1,7 +1,13 @@
 """``fasdl``: the entry point. Each subcommand module has ``register(subparsers)``.
 
-Exit codes: 0 success, 1 runtime failure, 2 bad input (a ValueError naming the field),
-3 no plan meets the deadline.
+Exit codes: 0 success, 1 runtime failure (a ``FasdlError``, or any other exception: a fault of
+the program, never the user's), 2 bad input (an ``InvalidInput``, naming the flag the user
+typed), 3 no plan meets the deadline.
+
+An ``InvalidInput`` names a field by the package's name (``num_aggregators``). Unless a layer
+above already renamed it (a payload key), it is shown as the subcommand's flag whose ``dest``
+is that field, or the ``dest`` that the subcommand's ``field_dests`` default maps it to
+(``{"num_aggregators": "aggregators"}``): ``-K/--aggregators``.
 """
 
 from __future__ import annotations
@@ -9,11 +15,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 import warnings
 from typing import NoReturn
 
 from fasdl import __version__
-from fasdl.errors import FasdlError, PlanInfeasible
+from fasdl.errors import FasdlError, InvalidInput, PlanInfeasible
 
 SUBCOMMANDS = ["demo", "train", "profile", "fit", "optimize", "smoke"]
 
@@ -53,15 +60,37 @@ def main(argv: list[str] | None = None) -> int:
     except PlanInfeasible as e:
         print(f"fasdl {args.command}: {e}", file=sys.stderr)
         return 3
-    except ValueError as e:  # InvalidInput and other user mistakes
+    except InvalidInput as e:  # the user's mistake, and only that
+        if e.shown_as == e.field:
+            e.named_as(flag_for(parser, args, e.field))
         print(f"fasdl {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except FasdlError as e:
+    except (FasdlError, OSError) as e:  # OSError: a file that cannot be read or written
         print(f"fasdl {args.command}: failed: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"fasdl {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a fault of the program (or of a user's model code), not bad input
+        traceback.print_exc(file=sys.stderr)
+        print(
+            f"fasdl {args.command}: internal error: {type(e).__name__}: {e} "
+            "(not a mistake in the command: see the traceback above)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def flag_for(parser: argparse.ArgumentParser, args: argparse.Namespace, field: str) -> str:
+    """The flag of ``args.command`` for the package's ``field``, as ``-K/--aggregators``; the
+    field itself when no flag sets it."""
+    dest = getattr(args, "field_dests", {}).get(field, field)
+    for group in parser._actions:
+        if isinstance(group, argparse._SubParsersAction) and args.command in group.choices:
+            for action in group.choices[args.command]._actions:
+                if action.dest == dest and action.option_strings:
+                    return "/".join(sorted(action.option_strings, key=len))
+    return field
 
 
 if __name__ == "__main__":

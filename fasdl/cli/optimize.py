@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fasdl.errors import InvalidInput
 from fasdl.platform.limits import MAX_MEMORY_MB, MAX_TIMEOUT_S, MIN_MEMORY_MB
+
+if TYPE_CHECKING:
+    from fasdl.perf.coefficients import Coefficients
+    from fasdl.perf.transfer import TransferModel
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,7 +52,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--min-memory",
         type=int,
         metavar="MB",
-        help=f"smallest function memory (default: coeffs' min_memory_mb, else {MIN_MEMORY_MB})",
+        help=f"smallest function memory (default: coeffs' min_memory_mb, else {MIN_MEMORY_MB}); "
+        "never below coeffs' min_memory_mb",
     )
     p.add_argument(
         "--max-memory",
@@ -132,15 +137,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="PNG",
         help="write cost against deadline for K-Reduce, ScatterReduce and AllReduce",
     )
-    p.set_defaults(func=run)
+    # the optimizer's field -> the flag's dest, so that errors name the flag (see main.py)
+    p.set_defaults(func=run, field_dests={"func_time_s": "func_time"})
 
 
 def run(args: argparse.Namespace) -> int:
-    from fasdl.optimizer.coeffs import load_coefficients
     from fasdl.optimizer.grid import memory_grid
     from fasdl.optimizer.model import Scenario
     from fasdl.optimizer.plan import optimize, pattern_frontiers, search_space
-    from fasdl.optimizer.prices import load_prices
+    from fasdl.perf.coefficients import read_coefficients
+    from fasdl.pricing import load_prices
 
     if args.objective == "cost":
         if args.deadline is None:
@@ -166,8 +172,8 @@ def run(args: argparse.Namespace) -> int:
         )
     method = "exhaustive" if args.exhaustive else (args.heuristic or "improved")
 
-    coeffs = load_coefficients(args.coeffs)
-    transfer = _transfer(args.transfer, coeffs.transfer)
+    coeffs = read_coefficients(args.coeffs)
+    transfer = _transfer(args.transfer, coeffs)
     prices = load_prices(args.prices, arch=args.arch)
     scenario = Scenario(
         coeffs=coeffs,
@@ -211,21 +217,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _transfer(spec: str | None, from_coeffs: dict[str, Any] | None):
-    from fasdl.transfer import load_transfer, transfer_from_dict
+def _transfer(spec: str | None, coeffs: Coefficients) -> TransferModel:
+    """``--transfer`` if given, else the coefficients' own model (checked when read), else aws."""
+    from fasdl.perf.transfer import load_transfer
 
     if spec is not None:
         return load_transfer(spec)
-    if from_coeffs is not None:
-        try:
-            return transfer_from_dict(from_coeffs)
-        except (KeyError, TypeError) as e:
-            raise InvalidInput(
-                "coeffs: transfer",
-                f"malformed transfer model ({e})",
-                "refit, or pass --transfer aws|FILE",
-            ) from e
-    return load_transfer("aws")
+    model = coeffs.transfer_model()
+    return model if model is not None else load_transfer("aws")
 
 
 def _hours(seconds: float) -> str:

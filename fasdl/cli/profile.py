@@ -138,7 +138,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    # ProfileConfig's field -> the flag's dest, so that errors name the flag (see main.py)
+    field_dests = {"memory_mb": "memory", "batch_sizes": "batch", "timeout_s": "timeout"}
+    p.set_defaults(func=run, field_dests=field_dests)
 
 
 def _int_list(field: str) -> Callable[[str], list[int]]:
@@ -167,7 +169,12 @@ def _float_list(field: str) -> Callable[[str], list[float]]:
 
 def run(args: argparse.Namespace) -> int:
     from fasdl.profiler.profile import ProfileConfig, check_config, check_out
-    from fasdl.profiler.storage import DEFAULT_SIZES_MB, check_repeats, check_sizes_mb
+    from fasdl.profiler.storage import (
+        DEFAULT_SIZES_MB,
+        check_repeats,
+        check_sizes_mb,
+        check_transfer_out,
+    )
 
     cfg = ProfileConfig(
         model=args.model,
@@ -190,17 +197,9 @@ def run(args: argparse.Namespace) -> int:
     sizes = check_sizes_mb(args.sizes if args.sizes is not None else DEFAULT_SIZES_MB)
     check_repeats(args.storage_repeats)
     if args.storage:
-        storage_out = (
-            Path(args.storage_out)
-            if args.storage_out
-            else Path(args.out).resolve().parent / "transfer.csv"
+        storage_out = check_transfer_out(
+            args.storage_out or Path(args.out).resolve().parent / "transfer.csv"
         )
-        if not storage_out.resolve().parent.is_dir():
-            raise InvalidInput(
-                "storage_out",
-                f"the directory of {str(storage_out)!r} does not exist",
-                "create it first",
-            )
     elif args.storage_out or args.sizes is not None:
         raise InvalidInput("storage", "--storage-out and --sizes need --storage", "add --storage")
 
@@ -276,15 +275,9 @@ def _profile_with_progress(cfg: ProfileConfig, args: argparse.Namespace) -> Prof
 def _transfer_with_progress(
     cfg: ProfileConfig, sizes: tuple[float, ...], args: argparse.Namespace, storage_out: Path
 ) -> list[TransferOutcome]:
-    import secrets
-
     from tqdm import tqdm
 
-    from fasdl.errors import FasdlError
-    from fasdl.platform.base import open_platform
-    from fasdl.profiler.storage import run_transfer_profile, transfer_rows
-    from fasdl.store import open_store
-    from fasdl.transfer import write_transfer_csv
+    from fasdl.profiler.storage import profile_transfer
 
     bar = tqdm(
         total=len(cfg.memory_mb),
@@ -294,32 +287,28 @@ def _transfer_with_progress(
         file=sys.stderr,
         dynamic_ncols=True,
     )
-    store = open_store(cfg.store)
-    with open_platform(cfg.platform, concurrency=1) as plat:
-        try:
-            outcomes = run_transfer_profile(
-                plat,
-                store,
-                memory_mb=cfg.memory_mb,
-                sizes_mb=sizes,
-                repeats=args.storage_repeats,
-                prefix=f"profile/transfer-{secrets.token_hex(6)}",
-                timeout_s=cfg.timeout_s,
-                on_result=lambda _: bar.update(1),
-            )
-        finally:
-            bar.close()
-    for o in outcomes:
+
+    def on_result(o: TransferOutcome) -> None:
+        bar.update(1)
         if o.error:
-            print(
+            bar.write(
                 f"fasdl profile: transfer at {o.memory_mb} MB: {o.state}: {o.error.splitlines()[0]}",
                 file=sys.stderr,
             )
-    rows = transfer_rows(outcomes)
-    if not rows:
-        raise FasdlError("the transfer profile measured nothing: every function failed")
-    write_transfer_csv(rows, storage_out)
-    return outcomes
+
+    try:
+        return profile_transfer(
+            storage_out,
+            store=cfg.store,
+            memory_mb=cfg.memory_mb,
+            platform=cfg.platform,
+            sizes_mb=sizes,
+            repeats=args.storage_repeats,
+            timeout_s=cfg.timeout_s,
+            on_result=on_result,
+        )
+    finally:
+        bar.close()
 
 
 def _outcome_dict(o: TransferOutcome) -> dict:

@@ -59,7 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="SGD steps per function for --job cnn (default: 5)",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=run)
+    # the platform's field -> the flag's dest, so that errors name the flag (see main.py)
+    p.set_defaults(func=run, field_dests={"memory_mb": "memory", "timeout_s": "timeout"})
 
 
 def run(args: argparse.Namespace) -> int:

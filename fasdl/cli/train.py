@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fasdl.kreduce.config import PATTERNS, JobConfig, read_job_file
+from fasdl.errors import InvalidInput
+from fasdl.kreduce.config import PATTERNS, SEED_FIELDS, JobConfig, read_job_file
 
 if TYPE_CHECKING:
     from fasdl.kreduce.coordinator import JobSummary
@@ -106,26 +109,64 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_job_flags(p)
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)
+    # JobConfig's field -> the flag's dest, so that errors name the flag (see main.py)
+    p.set_defaults(func=run, field_dests={f: dest for dest, f in FLAG_FIELDS.items()})
+
+
+def _job_files(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
+    """The JSON files of ``--payload`` and ``--plan`` (later ones override earlier ones)."""
+    sources = (getattr(args, "payload", None), getattr(args, "plan", None))
+    return [(source, read_job_file(source)) for source in sources if source]
+
+
+def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {FLAG_FIELDS[k]: v for k, v in vars(args).items() if k in FLAG_FIELDS and v is not None}
 
 
 def config_from_args(args: argparse.Namespace, **defaults: Any) -> JobConfig:
+    files = _job_files(args)
+    with named_as_in_files(files, _flag_overrides(args)):
+        return _config(files, args, defaults)
+
+
+def _config(
+    files: list[tuple[str, dict[str, Any]]], args: argparse.Namespace, defaults: dict[str, Any]
+) -> JobConfig:
     base: dict[str, Any] = dict(defaults)
-    for source in (getattr(args, "payload", None), getattr(args, "plan", None)):
-        if source:
-            base.update(read_job_file(source))
-    overrides = {
-        FLAG_FIELDS[k]: v for k, v in vars(args).items() if k in FLAG_FIELDS and v is not None
-    }
+    for _, d in files:
+        base.update(d)
+    overrides = _flag_overrides(args)
     if "store" not in base and "store" not in overrides:
         overrides["store"] = (Path.cwd() / "fasdl-runs").as_uri()
     return JobConfig.from_payload(base, **overrides)
 
 
+@contextlib.contextmanager
+def named_as_in_files(
+    files: list[tuple[str, dict[str, Any]]], overrides: dict[str, Any]
+) -> Iterator[None]:
+    """An ``InvalidInput`` about a field the user gave in a JSON file (and no flag overrode)
+    names it as the file does: ``pattern_k in payload.json``. Fields given by flags are left to
+    ``main.py``, which names the flag."""
+    where: dict[str, str] = {}
+    for source, d in files:
+        for key in d:
+            where[SEED_FIELDS.get(key, key)] = f"{key} in {source}"
+        if "data_bucket" in d and "dataset" not in d:  # the seed's CIFAR-10 files (from_payload)
+            where["dataset"] = f"data_bucket in {source}"
+    try:
+        yield
+    except InvalidInput as e:
+        if e.field in where and e.field not in overrides:
+            e.named_as(where[e.field])
+        raise
+
+
 def run(args: argparse.Namespace) -> int:
-    return run_and_report(
-        config_from_args(args), as_json=args.json, show_progress=not args.no_progress
-    )
+    files = _job_files(args)
+    with named_as_in_files(files, _flag_overrides(args)):  # also the errors found with the data
+        cfg = _config(files, args, {})
+        return run_and_report(cfg, as_json=args.json, show_progress=not args.no_progress)
 
 
 def run_and_report(cfg: JobConfig, *, as_json: bool, show_progress: bool) -> int:

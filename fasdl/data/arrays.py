@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from fasdl.errors import CorruptObject
+
 if TYPE_CHECKING:
     import torch
 
@@ -153,27 +155,35 @@ def dataset_to_bytes(ds: ArrayDataset) -> bytes:
     return buf.getvalue()
 
 
-def dataset_from_bytes(data: bytes) -> ArrayDataset:
-    """Inverse of ``dataset_to_bytes``; raises ``ValueError`` on anything else."""
+def dataset_from_bytes(data: bytes, *, key: str = "") -> ArrayDataset:
+    """Inverse of ``dataset_to_bytes``; raises ``CorruptObject`` (a ``ValueError``) naming
+    ``key``, the object ``data`` was read from, on anything else."""
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             meta = json.loads(z["meta"].tobytes().decode())
             x, y = z["x"], z["y"]
     except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:
-        raise ValueError(f"not a fasdl dataset archive ({len(data)} bytes): {e}") from e
+        raise CorruptObject(key, f"not a fasdl dataset archive ({len(data)} bytes): {e}") from e
     if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-        raise ValueError(f"unsupported dataset archive format {meta!r}")
-    norm = None
-    if meta["pixel_norm"] is not None:
-        p = meta["pixel_norm"]
-        norm = PixelNorm(float(p["max_value"]), tuple(p["mean"]), tuple(p["std"]))
-    if meta["x"] == "pixels":
-        if norm is None or x.dtype != np.uint8:
-            raise ValueError(
-                "dataset archive says pixels but has no uint8 pixels and normalisation"
-            )
-        x = norm.apply(x)
-    return ArrayDataset(x, y.astype(np.int64), int(meta["num_classes"]), str(meta["name"]), norm)
+        raise CorruptObject(key, f"unsupported dataset archive format {meta!r}")
+    try:
+        norm = None
+        if meta["pixel_norm"] is not None:
+            p = meta["pixel_norm"]
+            norm = PixelNorm(float(p["max_value"]), tuple(p["mean"]), tuple(p["std"]))
+        if meta["x"] == "pixels":
+            if norm is None or x.dtype != np.uint8:
+                raise CorruptObject(
+                    key, "dataset archive says pixels but has no uint8 pixels and normalisation"
+                )
+            x = norm.apply(x)
+        return ArrayDataset(
+            x, y.astype(np.int64), int(meta["num_classes"]), str(meta["name"]), norm
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        if isinstance(e, CorruptObject):
+            raise
+        raise CorruptObject(key, f"a bad dataset archive: {type(e).__name__}: {e}") from e
 
 
 def stratified_split(

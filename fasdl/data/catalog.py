@@ -70,7 +70,7 @@ def _parse(spec: str, store: ObjectStore | None) -> tuple[str, str | None]:
     if kind == "synthetic":
         if not sep:
             return kind, None
-        if not arg.isdigit() or int(arg) < 1:
+        if not (arg.isascii() and arg.isdigit()) or int(arg) < 1:  # not '²', which int() refuses
             raise InvalidInput(
                 "dataset", f"{spec!r}: N must be a positive integer", "e.g. synthetic:2000"
             )

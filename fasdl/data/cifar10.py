@@ -23,6 +23,7 @@ from fasdl.data.arrays import ArrayDataset, PixelNorm
 from fasdl.data.synthetic import synthetic_pixels
 from fasdl.errors import InvalidInput, ObjectNotFound
 from fasdl.store import ObjectStore, open_store
+from fasdl.validate import whole_number
 
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
@@ -56,13 +57,13 @@ def load_cifar10(
 
     ``max_batches`` (1–5) reads only the first training batches, for smaller runs.
     """
-    if max_batches is not None and (
-        isinstance(max_batches, bool)
-        or not isinstance(max_batches, int)
-        or not 1 <= max_batches <= 5
-    ):
-        raise InvalidInput(
-            "max_batches", f"{max_batches!r} is not 1..5", "CIFAR-10 has five training batches"
+    if max_batches is not None:
+        whole_number(
+            max_batches,
+            "max_batches",
+            minimum=1,
+            maximum=5,
+            fix="CIFAR-10 has five training batches",
         )
     names = (TRAIN_FILES[: max_batches or 5]) if train else (TEST_FILE,)
     read, where = _reader(source)
@@ -100,11 +101,8 @@ def write_cifar10_batches(
     """Write ``data_batch_1`` … ``data_batch_5``, ``test_batch`` and ``batches.meta`` in the
     standard format, with ``n_per_batch`` (and ``n_test``, default the same) learnable synthetic
     images each. Returns the names written. ``target``: directory, store URL or ObjectStore."""
-    if isinstance(n_per_batch, bool) or not isinstance(n_per_batch, int) or n_per_batch < 1:
-        raise InvalidInput("n_per_batch", f"{n_per_batch!r} is not a positive integer")
-    n_test = n_per_batch if n_test is None else n_test
-    if isinstance(n_test, bool) or not isinstance(n_test, int) or n_test < 1:
-        raise InvalidInput("n_test", f"{n_test!r} is not a positive integer")
+    whole_number(n_per_batch, "n_per_batch", minimum=1)
+    n_test = whole_number(n_per_batch if n_test is None else n_test, "n_test", minimum=1)
     counts = [n_per_batch] * 5 + [n_test]
     store, directory = _locate(target)
     if directory is not None:

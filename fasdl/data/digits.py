@@ -11,6 +11,7 @@ import numpy as np
 
 from fasdl.data.arrays import ArrayDataset, PixelNorm, stratified_split
 from fasdl.errors import InvalidInput
+from fasdl.validate import whole_number
 
 # Mean and standard deviation of all 1,797 images, in 0..1 units (pixels / 16).
 DIGITS_NORM = PixelNorm(16.0, (0.3053,), (0.3760,))
@@ -18,8 +19,7 @@ DIGITS_NORM = PixelNorm(16.0, (0.3053,), (0.3760,))
 
 def digits_dataset(seed: int, test_fraction: float = 0.2) -> tuple[ArrayDataset, ArrayDataset]:
     """(train, test), N x 1 x 8 x 8, split per class (stratified) by ``seed``."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise InvalidInput("seed", f"{seed!r} is not an integer >= 0")
+    whole_number(seed, "seed", minimum=0)
     if not 0.0 < test_fraction < 1.0:
         raise InvalidInput(
             "test_fraction", f"{test_fraction!r} is not strictly between 0 and 1", "e.g. 0.2"

@@ -15,11 +15,12 @@ import numpy as np
 
 from fasdl.data.arrays import ArrayDataset
 from fasdl.errors import InvalidInput
+from fasdl.validate import whole_number
 
 
 def iterations_per_epoch(num_samples: int, batch_sizes: Sequence[int]) -> int:
     """⌊N / Bg⌋, after checking the batch sizes against the data (InvalidInput otherwise)."""
-    _check_int(num_samples, "num_samples", minimum=0)
+    whole_number(num_samples, "num_samples", minimum=0)
     if (
         isinstance(batch_sizes, str | bytes)
         or not isinstance(batch_sizes, Sequence)
@@ -31,12 +32,14 @@ def iterations_per_epoch(num_samples: int, batch_sizes: Sequence[int]) -> int:
             "one per worker",
         )
     for i, b in enumerate(batch_sizes):
-        if isinstance(b, bool) or not isinstance(b, int | np.integer) or b < 1:
+        try:
+            whole_number(b, "batch size", minimum=1)
+        except InvalidInput:
             raise InvalidInput(
                 "batch size",
                 f"worker {i} has batch size {b!r}",
-                "every batch size must be an integer >= 1",
-            )
+                "every batch size must be a whole number ≥ 1",
+            ) from None
     global_batch = int(sum(batch_sizes))
     if global_batch > num_samples:
         raise InvalidInput(
@@ -64,7 +67,7 @@ def partition_dataset(
     share to within one sample. The tail (N mod Bg samples, also balanced) is dropped.
     """
     sizes = partition_sizes(len(ds), batch_sizes)
-    _check_int(seed, "seed", minimum=0)
+    whole_number(seed, "seed", minimum=0)
     rng = np.random.default_rng([seed, 3])
     order = _interleave_classes(ds.y, rng)
     parts, start = [], 0
@@ -81,9 +84,9 @@ def epoch_order(n: int, epoch: int, seed: int) -> np.ndarray:
     A worker re-invoked mid-epoch recomputes the same order and resumes at its next batch. Mix
     the worker's rank into ``seed`` if workers should not share orders.
     """
-    _check_int(n, "n", minimum=0)
-    _check_int(epoch, "epoch", minimum=0)
-    _check_int(seed, "seed", minimum=0)
+    whole_number(n, "n", minimum=0)
+    whole_number(epoch, "epoch", minimum=0)
+    whole_number(seed, "seed", minimum=0)
     return np.random.default_rng([seed, 4, epoch]).permutation(n)
 
 
@@ -91,8 +94,8 @@ def batch_indices(n: int, batch_size: int, iteration: int, seed: int) -> np.ndar
     """The samples of global iteration ``iteration`` (0-based, counted across epochs) for a
     worker holding ``n`` samples: epoch ``iteration // (n // batch_size)``, its next slice of
     ``epoch_order``. ``n`` should be a multiple of ``batch_size``, as partitions are."""
-    _check_int(batch_size, "batch size", minimum=1)
-    _check_int(iteration, "iteration", minimum=0)
+    whole_number(batch_size, "batch size", minimum=1)
+    whole_number(iteration, "iteration", minimum=0)
     iters = n // batch_size
     if iters < 1:
         raise InvalidInput(
@@ -112,8 +115,3 @@ def _interleave_classes(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         keys[idx] = (np.arange(idx.size) + 0.5) / idx.size  # relative position within the class
     tiebreak = rng.random((y.shape[0],))  # equal keys (classes of equal size): random class order
     return np.lexsort((tiebreak, keys))
-
-
-def _check_int(value: int, field: str, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise InvalidInput(field, f"{value!r} is not an integer >= {minimum}")

@@ -13,6 +13,7 @@ import numpy as np
 
 from fasdl.data.arrays import ArrayDataset, PixelNorm
 from fasdl.errors import InvalidInput
+from fasdl.validate import whole_number
 
 _SIGNAL = 20.0  # pixel amplitude of the class pattern at contrast 1
 _NOISE = 60.0  # standard deviation of the per-pixel noise
@@ -36,16 +37,16 @@ def synthetic_pixels(
     The class patterns depend on ``seed`` alone; the samples on (seed, stream), so different
     streams (train, test, a CIFAR batch file) are independent draws of the same classes.
     """
-    _check(n, "n", minimum=0)
-    _check(num_classes, "num_classes", minimum=1)
-    _check(seed, "seed", minimum=0)
-    _check(stream, "stream", minimum=0)
-    if len(shape) != 3 or any(
-        isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in shape
-    ):
+    whole_number(n, "n", minimum=0)
+    whole_number(num_classes, "num_classes", minimum=1)
+    whole_number(seed, "seed", minimum=0)
+    whole_number(stream, "stream", minimum=0)
+    if len(shape) != 3:
         raise InvalidInput(
             "shape", f"{shape!r} is not (channels, height, width)", "e.g. (3, 32, 32)"
         )
+    for v in shape:
+        whole_number(v, "shape", minimum=1, fix="(channels, height, width), e.g. (3, 32, 32)")
     c, h, w = shape
     # Patterns depend on the seed alone, so datasets of any size share them.
     coarse = np.random.default_rng([seed, 0]).uniform(-1.0, 1.0, size=(num_classes, c, 4, 4))
@@ -74,8 +75,8 @@ def synthetic_dataset(
     seed: int,
 ) -> tuple[ArrayDataset, ArrayDataset]:
     """(train, test): ``n_train`` and ``n_test`` images of the same classes and patterns."""
-    _check(n_train, "n_train", minimum=1)
-    _check(n_test, "n_test", minimum=1)
+    whole_number(n_train, "n_train", minimum=1)
+    whole_number(n_test, "n_test", minimum=1)
     norm = synthetic_norm(shape[0])
     datasets = []
     for stream, (n, name) in enumerate([(n_train, "synthetic-train"), (n_test, "synthetic-test")]):
@@ -85,8 +86,3 @@ def synthetic_dataset(
         datasets.append(ArrayDataset(norm.apply(pixels), labels, num_classes, name, norm))
     train, test = datasets
     return train, test
-
-
-def _check(value: int, field: str, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise InvalidInput(field, f"{value!r} is not an integer >= {minimum}")

@@ -16,6 +16,7 @@ from typing import Any
 
 from fasdl.errors import InvalidInput
 from fasdl.platform.limits import check_memory_mb, check_timeout_s
+from fasdl.validate import finite_number, positive_number, whole_number
 
 PATTERNS = ("kreduce", "scatter_reduce", "allreduce")
 
@@ -48,6 +49,19 @@ _INT_FIELDS = {
     "seed",
 }
 _FLOAT_FIELDS = {"lr", "func_time_s", "momentum", "weight_decay", "comm_timeout_s"}
+_TEXT_FIELDS = (
+    "model",
+    "dataset",
+    "pattern",
+    "store",
+    "platform",
+    "job_id",
+    "data_prefix",
+    "partition_prefix",
+    "tmp_prefix",
+    "merged_prefix",
+    "output_prefix",
+)
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -80,58 +94,43 @@ class JobConfig:
     merged_prefix: str = "merged"
     output_prefix: str = "output"
     comm_timeout_s: float = 120.0
-    max_iterations_per_invocation: int = 0  # 0: as many as func_time allows
+    max_iterations_per_invocation: int = 0  # 0: as many as func_time_s allows
 
     def __post_init__(self) -> None:
         self.validate()
 
     # -- validation (everything that can be checked without the data) ---------------------------
     def validate(self) -> None:
-        for name in (
-            "num_workers",
-            "num_aggregators",
-            "batch_size_agg",
-            "batch_size_wor",
-            "epochs",
-            "seed",
-            "memory_mb",
-        ):
+        for name in _TEXT_FIELDS:
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise InvalidInput(name, f"{v!r} is not an integer")
-        if self.seed < 0:
-            raise InvalidInput("seed", f"{self.seed} is negative", "use a seed >= 0")
+            if not isinstance(v, str):
+                raise InvalidInput(name, f"{v!r} is not a string")
+        whole_number(self.seed, "seed", minimum=0, fix="use a seed ≥ 0")
         if self.pattern not in PATTERNS:
             raise InvalidInput(
                 "pattern", f"unknown pattern {self.pattern!r}", f"known: {', '.join(PATTERNS)}"
             )
-        if self.num_workers < 1:
-            raise InvalidInput(
-                "num_workers", f"{self.num_workers} is below 1", "use at least one worker"
-            )
-        if self.num_aggregators < 1:
-            raise InvalidInput(
-                "pattern_k", f"K = {self.num_aggregators} is below 1", "use at least one aggregator"
-            )
+        whole_number(self.num_workers, "num_workers", minimum=1, fix="use at least one worker")
+        whole_number(
+            self.num_aggregators, "num_aggregators", minimum=1, fix="use at least one aggregator"
+        )
         if self.num_aggregators > self.num_workers:
             raise InvalidInput(
-                "pattern_k",
+                "num_aggregators",
                 f"K = {self.num_aggregators} aggregators is more than W = {self.num_workers} workers",
                 "K must be between 1 and the number of workers",
             )
         for name in ("batch_size_agg", "batch_size_wor"):
-            if getattr(self, name) < 1:
-                raise InvalidInput(
-                    name, f"{getattr(self, name)} is below 1", "a batch holds at least one sample"
-                )
-        if self.epochs < 1:
-            raise InvalidInput(
-                "epochs", f"{self.epochs} is below 1", "train for at least one epoch"
+            whole_number(
+                getattr(self, name), name, minimum=1, fix="a batch holds at least one sample"
             )
-        if not self.lr > 0:
-            raise InvalidInput("l_r", f"learning rate {self.lr} is not positive")
-        check_memory_mb(self.memory_mb, "memory")
-        check_timeout_s(self.func_time_s, "func_time")
+        whole_number(self.epochs, "epochs", minimum=1, fix="train for at least one epoch")
+        positive_number(self.lr, "lr", fix="the learning rate must be > 0")
+        finite_number(self.momentum, "momentum", minimum=0)
+        finite_number(self.weight_decay, "weight_decay", minimum=0)
+        whole_number(self.memory_mb, "memory_mb", unit="MB")
+        check_memory_mb(self.memory_mb, "memory_mb")
+        check_timeout_s(self.func_time_s, "func_time_s")
         if not _JOB_ID.match(self.job_id):
             raise InvalidInput(
                 "job_id",
@@ -148,15 +147,13 @@ class JobConfig:
             v = getattr(self, name)
             if not v or v.startswith("/") or ".." in v.split("/"):
                 raise InvalidInput(name, f"{v!r} is not a relative prefix")
-        n = self.max_iterations_per_invocation
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0 or n == 1:
-            raise InvalidInput(
-                "max_iterations_per_invocation",
-                f"{n!r} is not 0 or an integer >= 2",
-                "0 lets func_time decide; a stop is agreed one iteration ahead, so an invocation runs at least 2",
-            )
-        if self.comm_timeout_s <= 0:
-            raise InvalidInput("comm_timeout", f"{self.comm_timeout_s} s is not positive")
+        why = "0 lets the function time limit decide; a stop is agreed one iteration ahead, so an invocation runs at least 2"
+        n = whole_number(
+            self.max_iterations_per_invocation, "max_iterations_per_invocation", minimum=0, fix=why
+        )
+        if n == 1:
+            raise InvalidInput("max_iterations_per_invocation", "1 is not 0 or ≥ 2", why)
+        positive_number(self.comm_timeout_s, "comm_timeout_s", unit="s")
         from fasdl.models import check_model_name
 
         check_model_name(self.model)
@@ -224,8 +221,9 @@ def _coerce(name: str, value: Any) -> Any:
             return int(f)
         if name in _FLOAT_FIELDS and isinstance(value, str | int) and not isinstance(value, bool):
             return float(value)
-    except ValueError:
-        raise InvalidInput(name, f"{value!r} is not a number") from None
+    except (ValueError, OverflowError):  # OverflowError: int(float("inf"))
+        what = "a whole number" if name in _INT_FIELDS else "a number"
+        raise InvalidInput(name, f"{value!r} is not {what}") from None
     return value
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
+import pickle
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,21 +24,20 @@ import numpy as np
 import torch
 
 from fasdl.data import ArrayDataset, dataset_to_bytes, load_dataset, partition_dataset
-from fasdl.errors import FasdlError, InvalidInput, ObjectNotFound
+from fasdl.errors import CorruptObject, InvalidInput, JobFailed, ObjectNotFound
 from fasdl.kreduce.config import JobConfig
 from fasdl.kreduce.keys import Keys
-from fasdl.kreduce.worker import make_model
-from fasdl.optimizer.prices import Prices, load_prices
+from fasdl.kreduce.messages import JobMeta, WorkerResult, WorkerTask, decode_json, json_number
+from fasdl.kreduce.worker import HANDLER as WORKER_HANDLER
 from fasdl.platform import Invocation, Platform, State, open_platform
+from fasdl.pricing import Prices, load_prices
 from fasdl.store import ObjectStore, open_store
 from fasdl.store.base import REQUEST_KINDS
+from fasdl.training import seeded_model
 
-WORKER_HANDLER = "kreduce_worker"
+log = logging.getLogger(__name__)
+
 START_SLACK_S = 120.0  # how long a round may take to start all its functions
-
-
-class JobFailed(FasdlError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -88,12 +89,12 @@ class PreparedJob:
     def total_iterations(self) -> int:
         return self.iterations_per_epoch * self.cfg.epochs
 
-    def meta(self) -> dict[str, Any]:
-        return {
-            "total_iterations": self.total_iterations,
-            "num_classes": int(self.train.num_classes),
-            "input_shape": [int(s) for s in self.train.x.shape[1:]],
-        }
+    def meta(self) -> JobMeta:
+        return JobMeta(
+            total_iterations=self.total_iterations,
+            num_classes=int(self.train.num_classes),
+            input_shape=self.train.input_shape,
+        )
 
 
 def prepare(cfg: JobConfig, *, platform_name: str | None = None) -> PreparedJob:
@@ -146,7 +147,7 @@ def run_job(
             f"{cfg.num_workers} workers need to run at once, the platform allows {platform.concurrency}",
         )
     t_start = time.time()
-    results: list[dict[str, Any]] = []
+    results: list[WorkerResult] = []
     rounds = 0
     try:
         with ThreadPoolExecutor(max_workers=8) as pool:
@@ -161,7 +162,7 @@ def run_job(
             round_results = _run_round(
                 platform, store, keys, job, rounds, done, t_start, prices, progress
             )
-            last = {r["last_iteration"] for r in round_results}
+            last = {r.last_iteration for r in round_results}
             if len(last) != 1:
                 raise JobFailed(
                     f"workers stopped at different iterations {sorted(last)} in round {rounds}"
@@ -169,7 +170,7 @@ def run_job(
             new_done = last.pop()
             if new_done <= done:
                 raise InvalidInput(
-                    "func_time",
+                    "func_time_s",
                     f"{cfg.func_time_s:g} s is too short for one iteration (round {rounds} made no progress)",
                     "raise --func-time",
                 )
@@ -199,13 +200,13 @@ def _run_round(
     t_start: float,
     prices: Prices,
     progress: Callable[[ProgressUpdate], None] | None,
-) -> list[dict[str, Any]]:
+) -> list[WorkerResult]:
     cfg = job.cfg
-    payload = {"job": cfg.to_dict(), "round": rnd, "meta": job.meta()}
+    meta = job.meta()
     invs = [
         platform.invoke(
             WORKER_HANDLER,
-            {**payload, "worker": w},
+            WorkerTask(job=cfg, worker=w, round=rnd, meta=meta).to_dict(),
             memory_mb=cfg.memory_mb,
             timeout_s=cfg.func_time_s,
         )
@@ -220,8 +221,9 @@ def _run_round(
         _check_failures(invs, f"starting round {rnd} (workers {missing} not started yet)")
         for w in range(cfg.num_workers):
             if w not in arrived:
+                key = keys.arrived(rnd, w)
                 with contextlib.suppress(ObjectNotFound):
-                    arrived[w] = float(json.loads(store.get(keys.arrived(rnd, w)))["deadline"])
+                    arrived[w] = json_number(decode_json(store.get(key), key), "deadline", key)
         if len(arrived) < cfg.num_workers:
             if time.monotonic() > barrier_deadline:
                 raise JobFailed(
@@ -240,18 +242,18 @@ def _run_round(
         pending = [inv for inv in invs if not inv.done()]
         if progress is not None:
             try:
-                p = json.loads(store.get(keys.progress()))
+                p = decode_json(store.get(keys.progress()), keys.progress())
             except ObjectNotFound:
                 p = None
-            if p and p["iteration"] > last_seen:
-                last_seen = p["iteration"]
+            if p and json_number(p, "iteration", keys.progress()) > last_seen:
+                last_seen = int(p["iteration"])
                 elapsed = time.monotonic() - rate_t0
                 progress(
                     ProgressUpdate(
-                        iteration=p["iteration"],
+                        iteration=last_seen,
                         total_iterations=job.total_iterations,
-                        epoch=p["epoch"],
-                        loss=p["loss"],
+                        epoch=int(json_number(p, "epoch", keys.progress())),
+                        loss=json_number(p, "loss", keys.progress()),
                         seconds_per_iteration=elapsed / (last_seen - rate_it0)
                         if last_seen > rate_it0
                         else None,
@@ -267,7 +269,10 @@ def _run_round(
             )
         with contextlib.suppress(TimeoutError):
             pending[0].wait(0.5)
-    return [inv.result() for inv in invs]
+    return [
+        WorkerResult.from_dict(inv.result(), f"the result of worker {w} in round {rnd}")
+        for w, inv in enumerate(invs)
+    ]
 
 
 def _check_failures(invs: list[Invocation], during: str) -> None:
@@ -276,7 +281,7 @@ def _check_failures(invs: list[Invocation], during: str) -> None:
             detail = inv.error or inv.state.value
             if inv.state is State.TIMED_OUT and during.startswith("starting"):
                 raise InvalidInput(
-                    "func_time",
+                    "func_time_s",
                     f"{inv.timeout_s:g} s is too short: worker {w} timed out {during}",
                     "raise --func-time (starting a function and loading the model and data must fit in it)",
                 )
@@ -298,7 +303,7 @@ def _summarise(
     job: PreparedJob,
     keys: Keys,
     platform: Platform,
-    results: list[dict[str, Any]],
+    results: list[WorkerResult],
     rounds: int,
     t_start: float,
     prices: Prices,
@@ -309,7 +314,7 @@ def _summarise(
     billed_gb_s = sum(r.gb_s for r in records)
     requests = {k: 0 for k in REQUEST_KINDS}
     for r in results:
-        for k, v in r["requests"].items():
+        for k, v in r.requests.items():
             requests[k] += v
     # The coordinator's own requests (partitions, barrier, progress) are part of the job too.
     for k, v in store.requests.items():
@@ -317,10 +322,10 @@ def _summarise(
     functions = prices.function_cost(billed_gb_s, len(records))
     storage = prices.storage_cost(requests)
     W = cfg.num_workers
-    train_s = sum(r["train_s"] for r in results) / W
-    comm_s = sum(r["comm_s"] for r in results) / W
-    final = [r for r in results if r["worker"] == 0][-1]
-    acc = evaluate(job, store.get(keys.model()))
+    train_s = sum(r.train_s for r in results) / W
+    comm_s = sum(r.comm_s for r in results) / W
+    final = [r for r in results if r.worker == 0][-1]
+    acc = evaluate(job, store.get(keys.model()), key=keys.model())
     return JobSummary(
         job_id=cfg.job_id,
         config=cfg.to_dict(),
@@ -333,7 +338,7 @@ def _summarise(
         requests=requests,
         cost_usd={"functions": functions, "storage": storage, "total": functions + storage},
         test_accuracy=acc,
-        final_loss=final.get("final_loss"),
+        final_loss=final.final_loss,
         iterations=job.total_iterations,
         iterations_per_epoch=job.iterations_per_epoch,
         samples=len(job.train.y),
@@ -347,13 +352,16 @@ def _summarise(
     )
 
 
-def evaluate(job: PreparedJob, model_blob: bytes) -> float | None:
-    """Test accuracy of the final model, in this process."""
+def evaluate(job: PreparedJob, model_blob: bytes, *, key: str = "") -> float | None:
+    """Test accuracy of the final model (``model_blob``, read from ``key``), in this process."""
     if len(job.test.y) == 0:
         return None
     meta = job.meta()
-    model = make_model(job.cfg, meta["num_classes"], tuple(meta["input_shape"]))
-    model.load_state_dict(torch.load(io.BytesIO(model_blob), weights_only=True))
+    model = seeded_model(job.cfg.model, job.cfg.seed, meta.num_classes, meta.input_shape)
+    try:
+        model.load_state_dict(torch.load(io.BytesIO(model_blob), weights_only=True))
+    except (pickle.UnpicklingError, EOFError, RuntimeError, KeyError, ValueError, TypeError) as e:
+        raise CorruptObject(key, f"not this model's weights ({type(e).__name__}: {e})") from e
     model.eval()
     correct = 0
     with torch.no_grad():
@@ -365,17 +373,32 @@ def evaluate(job: PreparedJob, model_blob: bytes) -> float | None:
 
 
 def _write_invocations(store: ObjectStore, keys: Keys, platform: Platform) -> None:
-    with contextlib.suppress(Exception):
+    """Best effort (it runs in ``finally``, after a failure too): a failure is logged, not raised."""
+    try:
         store.put(
             keys.invocations(),
             json.dumps([r.to_dict() for r in platform.records()], indent=1).encode(),
         )
+    except Exception:
+        log.warning(
+            "could not write the invocation records to %s in %s",
+            keys.invocations(),
+            store.url,
+            exc_info=True,
+        )
 
 
 def _cleanup(store: ObjectStore, keys: Keys) -> None:
-    """Delete the job's communication objects, checkpoints and partitions (never another job's)."""
-    try:
-        for prefix in keys.scratch_prefixes():
+    """Delete the job's communication objects, checkpoints and partitions (never another job's).
+
+    Best effort (it runs in ``finally``): what could not be deleted is logged, not raised."""
+    for prefix in keys.scratch_prefixes():
+        try:
             store.delete(store.list(prefix))
-    except Exception:
-        pass
+        except Exception:
+            log.warning(
+                "could not delete the job's objects under %s in %s",
+                prefix,
+                store.url,
+                exc_info=True,
+            )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from fasdl.kreduce.config import JobConfig
+
+_WORKER_LOG = re.compile(r"w(\d+)\.r(\d+)\.jsonl")
 
 
 @dataclass(frozen=True)
@@ -50,8 +53,19 @@ class Keys:
     def progress(self) -> str:
         return f"{self.output}progress.json"
 
+    def logs(self) -> str:
+        """The prefix of every worker's per-iteration logs."""
+        return f"{self.output}logs/"
+
     def worker_log(self, worker: int, round_: int) -> str:
-        return f"{self.output}logs/w{worker}.r{round_:03d}.jsonl"
+        return f"{self.logs()}w{worker}.r{round_:03d}.jsonl"
+
+    def parse_worker_log(self, key: str) -> tuple[int, int] | None:
+        """(worker, round) of a key written by ``worker_log``; None for any other key."""
+        if not key.startswith(self.logs()):
+            return None
+        m = _WORKER_LOG.fullmatch(key[len(self.logs()) :])
+        return (int(m[1]), int(m[2])) if m else None
 
     def model(self) -> str:
         return f"{self.output}model.pt"

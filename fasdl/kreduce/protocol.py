@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fasdl.errors import CommunicationTimeout, WaitTimeout
-from fasdl.kreduce.flat import chunk_bounds
+from fasdl.errors import CommunicationTimeout, CorruptObject, WaitTimeout
 from fasdl.kreduce.keys import Keys
 from fasdl.store.base import ObjectStore
+from fasdl.training.vector import chunk_bounds
 
 POLL_MAX_S = 0.05  # the longest pause between polls of a missing key
 
@@ -57,10 +57,14 @@ def encode_merged(iteration: int, stop_at: int, values: np.ndarray) -> bytes:
     )
 
 
-def decode_merged(blob: bytes) -> tuple[int, int, np.ndarray]:
+def decode_merged(blob: bytes, key: str = "") -> tuple[int, int, np.ndarray]:
+    """(iteration, stop_at, values) of a merged chunk; ``CorruptObject`` (a ``ValueError``)
+    naming ``key`` if ``blob`` is not one."""
+    if len(blob) < _HEADER.size or (len(blob) - _HEADER.size) % 4:
+        raise CorruptObject(key, f"{len(blob)} bytes is not a K-Reduce merged chunk")
     magic, iteration, stop_at = _HEADER.unpack_from(blob)
     if magic != _MAGIC:
-        raise ValueError("not a K-Reduce merged chunk")
+        raise CorruptObject(key, "not a K-Reduce merged chunk")
     return iteration, stop_at, np.frombuffer(blob, dtype=np.float32, offset=_HEADER.size)
 
 
@@ -163,6 +167,11 @@ class KReduce:
         parts: list[np.ndarray] = [np.empty(0, np.float32)] * self.num_workers
         parts[w] = self._slice(vec, w)
         for s, blob in zip(others, blobs, strict=True):
+            if len(blob) != parts[w].nbytes:
+                raise CorruptObject(
+                    self.keys.piece(t, w, s),
+                    f"{len(blob)} bytes, a piece of chunk {w} has {parts[w].nbytes}",
+                )
             parts[s] = np.frombuffer(blob, dtype=np.float32)
         merged = weighted_sum(parts, self.weights)
         my_stop = stop_at if w == 0 else 0
@@ -201,10 +210,15 @@ class KReduce:
         )
         stop = 0
         for c, blob in zip(chunks, blobs, strict=True):
-            it, stop_c, values = decode_merged(blob)
-            if it != t:
-                raise RuntimeError(f"merged chunk {c}: expected iteration {t}, found {it}")
+            key = self.keys.merged_chunk(t, c)
+            it, stop_c, values = decode_merged(blob, key)
             a, b = self.bounds[c]
+            if it != t or len(values) != b - a:
+                raise CorruptObject(
+                    key,
+                    f"holds iteration {it} with {len(values)} values, expected iteration {t} "
+                    f"with {b - a}",
+                )
             out[a:b] = values
             if c == 0:
                 stop = stop_c

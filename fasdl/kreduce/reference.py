@@ -12,20 +12,26 @@ import torch
 
 from fasdl.data import ArrayDataset
 from fasdl.kreduce.config import JobConfig
-from fasdl.kreduce.flat import ModelVector
+from fasdl.kreduce.messages import JobMeta
 from fasdl.kreduce.protocol import merge_weights, weighted_sum
-from fasdl.kreduce.worker import make_model, make_optimizer, train_step, worker_batch
+from fasdl.kreduce.worker import worker_batch
+from fasdl.training import ModelVector, make_optimizer, seeded_model, train_step
 
 
 def reference_run(
-    cfg: JobConfig, partitions: list[ArrayDataset], meta: dict, iterations: int
+    cfg: JobConfig, partitions: list[ArrayDataset], meta: JobMeta, iterations: int
 ) -> np.ndarray:
     """The model vector that aggregator 0 holds after ``iterations`` iterations."""
     cfg = cfg.resolved()
     W, K = cfg.num_workers, cfg.num_aggregators
-    models = [make_model(cfg, meta["num_classes"], tuple(meta["input_shape"])) for _ in range(W)]
+    models = [
+        seeded_model(cfg.model, cfg.seed, meta.num_classes, meta.input_shape) for _ in range(W)
+    ]
     vecs = [ModelVector.attach(m) for m in models]
-    opts = [make_optimizer(cfg, m) for m in models]
+    opts = [
+        make_optimizer(m, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        for m in models
+    ]
     data = [(torch.from_numpy(np.array(p.x)), torch.from_numpy(np.array(p.y))) for p in partitions]
     weights = merge_weights(cfg.batch_sizes)
     previous: np.ndarray | None = None

@@ -9,67 +9,40 @@ the weights and the optimizer's momentum.
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import threading
+import pickle
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from fasdl.data import batch_indices, dataset_from_bytes
-from fasdl.kreduce.config import JobConfig
-from fasdl.kreduce.flat import ModelVector
+from fasdl.errors import CorruptObject
 from fasdl.kreduce.keys import Keys
+from fasdl.kreduce.logs import IterationLog
+from fasdl.kreduce.messages import WorkerResult, WorkerTask, decode_json, json_number
 from fasdl.kreduce.protocol import KReduce
-from fasdl.models import build_model
+from fasdl.platform import Handler
 from fasdl.store import open_store
+from fasdl.training import (
+    ModelVector,
+    load_checkpoint,
+    make_optimizer,
+    save_checkpoint,
+    seeded_model,
+    state_dict_bytes,
+    train_step,
+)
 
 PROGRESS_EVERY_S = 1.0
 # A test hook: every iteration lasts at least this long (seconds), so a test can make a job
 # outlast its functions' time limit by construction, whatever the machine's speed.
 MIN_ITERATION_ENV = "FASDL_TEST_MIN_ITERATION_S"
-_INIT_LOCK = threading.Lock()  # the global RNG: inline workers share a process
-
-
-@dataclass
-class IterationLog:
-    iteration: int
-    epoch: int
-    loss: float
-    train_s: float
-    upload_s: float
-    aggregate_s: float
-    download_s: float
-    iteration_s: float
-
-
-def make_model(cfg: JobConfig, num_classes: int, input_shape: tuple[int, int, int]) -> nn.Module:
-    """The same initial weights on every worker: seeded from the job's seed."""
-    with _INIT_LOCK:
-        torch.manual_seed(cfg.seed)
-        return build_model(cfg.model, num_classes=num_classes, input_shape=input_shape)
-
-
-def make_optimizer(cfg: JobConfig, model: nn.Module) -> torch.optim.Optimizer:
-    return torch.optim.SGD(
-        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-    )
-
-
-def train_step(
-    model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
-) -> float:
-    model.train()
-    opt.zero_grad(set_to_none=True)
-    loss = nn.functional.cross_entropy(model(x), y)
-    loss.backward()
-    opt.step()
-    return float(loss.detach())
+# How the coordinator invokes this module's ``handler``: its short name and its import target.
+HANDLER = Handler("kreduce_worker", f"{__name__}:handler")
 
 
 def worker_batch(
@@ -83,44 +56,28 @@ def worker_batch(
     return epoch, batch_indices(num_samples, batch_size, iteration - 1, seed * 1_000_003 + worker)
 
 
-def save_checkpoint(iteration: int, vec: ModelVector, opt: torch.optim.Optimizer) -> bytes:
-    buf = io.BytesIO()
-    torch.save(
-        {"iteration": iteration, "vector": vec.flat.clone(), "optimizer": opt.state_dict()}, buf
-    )
-    return buf.getvalue()
-
-
-def load_checkpoint(blob: bytes, vec: ModelVector, opt: torch.optim.Optimizer) -> int:
-    state = torch.load(io.BytesIO(blob), weights_only=True)
-    vec.flat.copy_(state["vector"])
-    opt.load_state_dict(state["optimizer"])
-    return int(state["iteration"])
-
-
-def state_dict_bytes(model: nn.Module) -> bytes:
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    return buf.getvalue()
-
-
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Lambda entry point. ``event``: {"job": JobConfig dict, "worker": w, "round": r, "meta": {...}}."""
+    """Lambda entry point: ``event`` is a ``WorkerTask``, the result a ``WorkerResult`` (as JSON)."""
+    return run_worker(WorkerTask.from_dict(event), context).to_dict()
+
+
+def run_worker(task: WorkerTask, context: Any) -> WorkerResult:
+    """Train from the last checkpoint (round > 0) until the agreed stop or the end of training."""
     started = time.monotonic()
-    cfg = JobConfig.from_dict(event["job"])
-    w, rnd, meta = int(event["worker"]), int(event["round"]), event["meta"]
-    total_iterations = int(meta["total_iterations"])
+    cfg, w, rnd, meta = task.job, task.worker, task.round, task.meta
+    total_iterations = meta.total_iterations
     store = open_store(cfg.store)
     keys = Keys.for_job(cfg)
     batch = cfg.batch_sizes[w]
 
-    data = dataset_from_bytes(store.get(keys.partition_of(w)))
+    partition_key = keys.partition_of(w)
+    data = dataset_from_bytes(store.get(partition_key), key=partition_key)
     x_all = torch.from_numpy(np.array(data.x))  # a writable copy: the decoded arrays are read-only
     y_all = torch.from_numpy(np.array(data.y))
-    model = make_model(cfg, int(meta["num_classes"]), tuple(meta["input_shape"]))
+    model = seeded_model(cfg.model, cfg.seed, meta.num_classes, meta.input_shape)
     vec = ModelVector.attach(model)
-    opt = make_optimizer(cfg, model)
-    done = load_checkpoint(store.get(keys.checkpoint(w)), vec, opt) if rnd > 0 else 0
+    opt = make_optimizer(model, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    done = _resume(store.get(keys.checkpoint(w)), keys.checkpoint(w), vec, opt) if rnd > 0 else 0
 
     comm = KReduce(
         store,
@@ -135,12 +92,13 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # carries the earliest deadline of all workers: the stop is planned against it.
     my_deadline = time.time() + context.get_remaining_time_in_millis() / 1000
     store.put(keys.arrived(rnd, w), json.dumps({"deadline": my_deadline}).encode())
-    go = json.loads(
+    go = decode_json(
         store.wait(
             keys.go(rnd), cfg.comm_timeout_s, what=f"the coordinator's start signal of round {rnd}"
-        )
+        ),
+        keys.go(rnd),
     )
-    deadline = float(go["deadline"])
+    deadline = json_number(go, "deadline", keys.go(rnd))
     setup_s = time.monotonic() - started
 
     min_iteration_s = float(os.environ.get(MIN_ITERATION_ENV) or 0.0)
@@ -206,19 +164,27 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         store.put(keys.checkpoint(w), save_checkpoint(t, vec, opt))
     checkpoint_s = time.perf_counter() - c0
     store.put(keys.worker_log(w, rnd), "\n".join(json.dumps(asdict(r)) for r in logs).encode())
-    return {
-        "worker": w,
-        "round": rnd,
-        "first_iteration": done + 1,
-        "last_iteration": t,
-        "finished": finished,
-        "setup_s": setup_s,
-        "checkpoint_s": checkpoint_s,
-        "train_s": sum(r.train_s for r in logs),
-        "comm_s": sum(r.upload_s + r.aggregate_s + r.download_s for r in logs),
-        "final_loss": logs[-1].loss if logs else None,
-        "requests": store.requests,
-    }
+    return WorkerResult(
+        worker=w,
+        round=rnd,
+        first_iteration=done + 1,
+        last_iteration=t,
+        finished=finished,
+        setup_s=setup_s,
+        checkpoint_s=checkpoint_s,
+        train_s=sum(r.train_s for r in logs),
+        comm_s=sum(r.upload_s + r.aggregate_s + r.download_s for r in logs),
+        final_loss=logs[-1].loss if logs else None,
+        requests=dict(store.requests),
+    )
+
+
+def _resume(blob: bytes, key: str, vec: ModelVector, opt: torch.optim.Optimizer) -> int:
+    """Load the checkpoint ``blob`` (read at ``key``); the iteration it was saved at."""
+    try:
+        return load_checkpoint(blob, vec, opt)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, KeyError, ValueError, TypeError) as e:
+        raise CorruptObject(key, f"not a checkpoint of this model ({type(e).__name__}: {e})") from e
 
 
 def _plan_stop(

@@ -14,6 +14,7 @@ from torch import nn
 
 from fasdl.errors import InvalidInput
 from fasdl.models import mobilenet, resnet, small, vgg
+from fasdl.validate import whole_number
 
 Shape = tuple[int, int, int]
 
@@ -47,8 +48,7 @@ def check_model_name(name: str) -> None:
 def build_model(name: str, *, num_classes: int = 10, input_shape: Shape = (3, 32, 32)) -> nn.Module:
     """Build a fresh model; seed torch first (``torch.manual_seed``) for reproducible weights."""
     check_model_name(name)
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise InvalidInput("num_classes", f"{num_classes!r} is not a positive integer", "e.g. 10")
+    whole_number(num_classes, "num_classes", minimum=1, fix="e.g. 10")
     shape = _check_shape(input_shape)
     if ":" not in name:
         return _BUILDERS[name](num_classes, shape)
@@ -69,16 +69,14 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def _check_shape(input_shape: Shape) -> Shape:
-    ok = (
-        isinstance(input_shape, tuple | list)
-        and len(input_shape) == 3
-        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in input_shape)
-    )
-    if not ok:
+    if not isinstance(input_shape, tuple | list) or len(input_shape) != 3:
         raise InvalidInput(
             "input_shape", f"{input_shape!r} is not (channels, height, width)", "e.g. (3, 32, 32)"
         )
-    c, h, w = input_shape
+    c, h, w = (
+        whole_number(v, "input_shape", minimum=1, fix="(channels, height, width), e.g. (3, 32, 32)")
+        for v in input_shape
+    )
     return (c, h, w)
 
 

@@ -13,8 +13,9 @@ import numpy as np
 
 from fasdl.errors import InvalidInput
 from fasdl.optimizer.model import Prediction, Scenario, evaluate, prediction_at
+from fasdl.perf.transfer import TableTransferModel, TransferModel
 from fasdl.platform.limits import MAX_MEMORY_MB, MIN_MEMORY_MB, check_memory_mb
-from fasdl.transfer import TableTransferModel, TransferModel
+from fasdl.validate import whole_number
 
 DEFAULT_MEMORY_STEP_MB = 64
 
@@ -29,8 +30,7 @@ def memory_grid(
         raise InvalidInput(
             "min_memory", f"{lo} MB is above the maximum memory {hi} MB", "lower --min-memory"
         )
-    if isinstance(step_mb, bool) or not isinstance(step_mb, int) or step_mb < 1:
-        raise InvalidInput("memory_step", f"{step_mb!r} must be a whole number of MB ≥ 1")
+    whole_number(step_mb, "memory_step", minimum=1, unit="MB")
     grid = np.arange(lo, hi + 1, step_mb, dtype=np.int64)
     if grid[-1] != hi:
         grid = np.append(grid, hi)
@@ -85,11 +85,15 @@ def _table_times(
 
 
 def predict(
-    scenario: Scenario, transfer: TransferModel, num_workers: int, pattern_k: int, memory_mb: int
+    scenario: Scenario,
+    transfer: TransferModel,
+    num_workers: int,
+    num_aggregators: int,
+    memory_mb: int,
 ) -> Prediction:
     """The model's prediction for one configuration (K > W or K < 1 come back with a problem)."""
-    chunk_mb = scenario.coeffs.model_size_mb / max(1, pattern_k)
+    chunk_mb = scenario.model_size_mb / max(1, num_aggregators)
     put = transfer.put_s(chunk_mb, memory_mb)
     get = transfer.get_s(chunk_mb, memory_mb)
-    ev = evaluate(scenario, num_workers, pattern_k, memory_mb, put, get)
+    ev = evaluate(scenario, num_workers, num_aggregators, memory_mb, put, get)
     return prediction_at(ev, scenario.batch_size_agg)

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any
 
 import numpy as np
 
 from fasdl.errors import InvalidInput
-from fasdl.optimizer.coeffs import Coefficients
-from fasdl.optimizer.prices import REQUEST_KINDS, Prices
+from fasdl.perf.coefficients import Coefficients
 from fasdl.platform.limits import MAX_TIMEOUT_S, check_timeout_s, vcpus_for_memory
+from fasdl.pricing import Prices
+from fasdl.validate import positive_number, whole_number
 
 DEFAULT_GAMMA = 0.8
 DEFAULT_MAX_GLOBAL_BATCH = 1024
@@ -32,18 +34,39 @@ MB_PER_GB = 1024  # Lambda bills memory in GB of 1,024 MB
 KEYS_PER_DELETE = 1000  # S3 DeleteObjects takes up to 1,000 keys in one request
 _EPS = 1e-9  # absorbs float error before a floor or ceil
 
-# Why a configuration cannot run; 0 means it can.
-OK = 0
-PROBLEMS = {
-    1: "K must be between 1 and W",
-    2: "the aggregators' batches alone exceed the global batch cap",
-    3: "a non-aggregator cannot train one sample within an iteration",
-    4: "the global batch cap leaves less than one sample per non-aggregator",
-    5: "one iteration takes longer than the function time limit",
-    6: "M + m ≤ 0: the training model is undefined at this memory",
-    7: "the global batch is larger than the data: no full iteration",
-    8: "the functions running at once ask for more vCPUs than max_vcpus",
+
+class Problem(IntEnum):
+    """Why a configuration cannot run (``OK``: it can). The values are stable: they are what
+    ``Evaluation.problem`` holds, an int8 array."""
+
+    OK = 0
+    K_OUT_OF_RANGE = 1
+    AGGREGATOR_BATCHES_OVER_CAP = 2
+    NONAGG_CANNOT_TRAIN_ONE_SAMPLE = 3
+    NONAGG_BATCH_UNDER_ONE = 4
+    ITERATION_OVER_FUNCTION_TIME = 5
+    MEMORY_NOT_ABOVE_M = 6
+    GLOBAL_BATCH_OVER_DATA = 7
+    OVER_MAX_VCPUS = 8
+
+    @property
+    def reason(self) -> str:
+        return _REASONS[self]
+
+
+_REASONS = {
+    Problem.OK: "",
+    Problem.K_OUT_OF_RANGE: "K must be between 1 and W",
+    Problem.AGGREGATOR_BATCHES_OVER_CAP: "the aggregators' batches alone exceed the global batch cap",
+    Problem.NONAGG_CANNOT_TRAIN_ONE_SAMPLE: "a non-aggregator cannot train one sample within an iteration",
+    Problem.NONAGG_BATCH_UNDER_ONE: "the global batch cap leaves less than one sample per non-aggregator",
+    Problem.ITERATION_OVER_FUNCTION_TIME: "one iteration takes longer than the function time limit",
+    Problem.MEMORY_NOT_ABOVE_M: "M + m ≤ 0: the training model is undefined at this memory",
+    Problem.GLOBAL_BATCH_OVER_DATA: "the global batch is larger than the data: no full iteration",
+    Problem.OVER_MAX_VCPUS: "the functions running at once ask for more vCPUs than max_vcpus",
 }
+OK = Problem.OK
+PROBLEMS = {p: p.reason for p in Problem if p is not Problem.OK}  # code -> why
 
 
 def batch_size_agg(b: float, gamma: float) -> int:
@@ -77,21 +100,27 @@ class Scenario:
 
     def __post_init__(self) -> None:
         for name in ("samples", "epochs", "max_global_batch"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidInput(name, f"{value!r} must be a whole number ≥ 1")
-        check_timeout_s(self.func_time_s, "func_time")
-        batch_size_agg(self.coeffs.b, self.gamma)  # validates gamma
-        if self.max_vcpus is not None and not (
-            math.isfinite(self.max_vcpus) and self.max_vcpus > 0
-        ):
+            whole_number(getattr(self, name), name, minimum=1)
+        check_timeout_s(self.func_time_s, "func_time_s")
+        if self.coeffs.model_size_mb is None:
             raise InvalidInput(
-                "max_vcpus", f"{self.max_vcpus!r} must be a positive number of vCPUs"
+                "coeffs: model_size_mb",
+                "unknown (null): the model's size sets every transfer time",
+                "refit with `fasdl fit --model-size-mb MB`, or write it into coeffs.json",
             )
+        batch_size_agg(self.coeffs.b, self.gamma)  # validates gamma
+        if self.max_vcpus is not None:
+            positive_number(self.max_vcpus, "max_vcpus", unit="vCPUs")
 
     @property
     def batch_size_agg(self) -> int:
         return batch_size_agg(self.coeffs.b, self.gamma)
+
+    @property
+    def model_size_mb(self) -> float:
+        """The size of the vector K-Reduce sends (known: ``__post_init__`` refuses null)."""
+        assert self.coeffs.model_size_mb is not None
+        return self.coeffs.model_size_mb
 
     @property
     def global_batch_cap(self) -> int:
@@ -109,9 +138,11 @@ class Scenario:
             return np.full(m.shape, np.iinfo(np.int64).max // 2, dtype=np.int64)
         return np.floor(self.max_vcpus / vcpus_for_memory(m) + _EPS).astype(np.int64)
 
-    def max_workers_for(self, pattern_k: int) -> int:
+    def max_workers_for(self, num_aggregators: int) -> int:
         """Beyond this W a non-aggregator's share of the global batch cap is below one sample."""
-        return pattern_k + max(0, self.global_batch_cap - pattern_k * self.batch_size_agg)
+        return num_aggregators + max(
+            0, self.global_batch_cap - num_aggregators * self.batch_size_agg
+        )
 
 
 @dataclass(frozen=True)
@@ -119,7 +150,7 @@ class Evaluation:
     """The model's numbers for many configurations at once (arrays of one broadcast shape)."""
 
     num_workers: np.ndarray
-    pattern_k: np.ndarray
+    num_aggregators: np.ndarray
     memory_mb: np.ndarray
     batch_size_wor: np.ndarray
     global_batch: np.ndarray
@@ -138,7 +169,7 @@ class Evaluation:
     invocations_usd: np.ndarray
     store_usd: np.ndarray
     cost_usd: np.ndarray
-    problem: np.ndarray  # 0 where the configuration can run, else a key of PROBLEMS
+    problem: np.ndarray  # int8 Problem codes: Problem.OK (0) where the configuration can run
 
     @property
     def ok(self) -> np.ndarray:
@@ -146,12 +177,17 @@ class Evaluation:
 
 
 def nonagg_batch_by_time(
-    scenario: Scenario, num_workers: Any, pattern_k: Any, memory_mb: Any, put_s: Any, get_s: Any
+    scenario: Scenario,
+    num_workers: Any,
+    num_aggregators: Any,
+    memory_mb: Any,
+    put_s: Any,
+    get_s: Any,
 ) -> np.ndarray:
     """The largest whole batch a non-aggregator trains within the aggregators' iteration
     (before the global batch cap). Nondecreasing in W. May be < 1 (then W > K cannot run)."""
     c = scenario.coeffs
-    W, K, M = (np.asarray(x, dtype=float) for x in (num_workers, pattern_k, memory_mb))
+    W, K, M = (np.asarray(x, dtype=float) for x in (num_workers, num_aggregators, memory_mb))
     put, get = np.asarray(put_s, dtype=float), np.asarray(get_s, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         iteration = _iteration_s(c, scenario.batch_size_agg, W, K, M, put, get)[-1]
@@ -160,11 +196,16 @@ def nonagg_batch_by_time(
 
 
 def iteration_s(
-    scenario: Scenario, num_workers: Any, pattern_k: Any, memory_mb: Any, put_s: Any, get_s: Any
+    scenario: Scenario,
+    num_workers: Any,
+    num_aggregators: Any,
+    memory_mb: Any,
+    put_s: Any,
+    get_s: Any,
 ) -> np.ndarray:
     """The aggregators' iteration alone (cheaper than ``evaluate``)."""
     W, K, M, put, get = (
-        np.asarray(x, dtype=float) for x in (num_workers, pattern_k, memory_mb, put_s, get_s)
+        np.asarray(x, dtype=float) for x in (num_workers, num_aggregators, memory_mb, put_s, get_s)
     )
     with np.errstate(divide="ignore", invalid="ignore"):
         return _iteration_s(scenario.coeffs, scenario.batch_size_agg, W, K, M, put, get)[-1]
@@ -188,14 +229,22 @@ def _iteration_s(
 
 
 def evaluate(
-    scenario: Scenario, num_workers: Any, pattern_k: Any, memory_mb: Any, put_s: Any, get_s: Any
+    scenario: Scenario,
+    num_workers: Any,
+    num_aggregators: Any,
+    memory_mb: Any,
+    put_s: Any,
+    get_s: Any,
 ) -> Evaluation:
     """Time, cost and feasibility of configurations; ``put_s``/``get_s`` are the times of one
     chunk (S/K MB) at memory M. All arguments broadcast together."""
     c, p = scenario.coeffs, scenario.prices
     B = scenario.batch_size_agg
     W, K, M, put, get = np.broadcast_arrays(
-        *(np.asarray(x, dtype=float) for x in (num_workers, pattern_k, memory_mb, put_s, get_s))
+        *(
+            np.asarray(x, dtype=float)
+            for x in (num_workers, num_aggregators, memory_mb, put_s, get_s)
+        )
     )
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         train, trans, upload, aggregate, download, iteration = _iteration_s(c, B, W, K, M, put, get)
@@ -231,22 +280,22 @@ def evaluate(
         }
         functions_usd = gb_seconds * p.usd_per_gb_second
         invocations_usd = W * invocations * p.usd_per_invocation
-        store_usd = sum(requests[k] * p.request_usd(k) for k in REQUEST_KINDS)
+        store_usd = sum(n * p.request_usd(kind) for kind, n in requests.items())
         cost = functions_usd + invocations_usd + store_usd
 
     problem = np.zeros(W.shape, dtype=np.int8)
     # Later checks overwrite earlier ones: the most basic reason wins.
     if scenario.max_vcpus is not None:
-        problem[scenario.workers_within_vcpus(M) < W] = 8
-    problem[iterations < 1] = 7
-    problem[iteration > scenario.func_time_s] = 5
-    problem[(nonagg > 0) & (by_cap < 1)] = 4
-    problem[(nonagg > 0) & (by_time < 1)] = 3
-    problem[scenario.global_batch_cap < K * B] = 2
-    problem[(K < 1) | (K > W)] = 1
-    problem[~(M + c.m > 0)] = 6
+        problem[scenario.workers_within_vcpus(M) < W] = Problem.OVER_MAX_VCPUS
+    problem[iterations < 1] = Problem.GLOBAL_BATCH_OVER_DATA
+    problem[iteration > scenario.func_time_s] = Problem.ITERATION_OVER_FUNCTION_TIME
+    problem[(nonagg > 0) & (by_cap < 1)] = Problem.NONAGG_BATCH_UNDER_ONE
+    problem[(nonagg > 0) & (by_time < 1)] = Problem.NONAGG_CANNOT_TRAIN_ONE_SAMPLE
+    problem[scenario.global_batch_cap < K * B] = Problem.AGGREGATOR_BATCHES_OVER_CAP
+    problem[(K < 1) | (K > W)] = Problem.K_OUT_OF_RANGE
+    problem[~(M + c.m > 0)] = Problem.MEMORY_NOT_ABOVE_M
     return Evaluation(
-        num_workers=W, pattern_k=K, memory_mb=M, batch_size_wor=A, global_batch=global_batch,
+        num_workers=W, num_aggregators=K, memory_mb=M, batch_size_wor=A, global_batch=global_batch,
         iterations=iterations, train_s=train, transform_s=trans, upload_s=upload,
         aggregate_s=aggregate, download_s=download, iteration_s=iteration, time_s=time_s,
         invocations=invocations, gb_seconds=gb_seconds, requests=requests,
@@ -260,7 +309,7 @@ class Prediction:
     """The model's numbers for one configuration."""
 
     num_workers: int
-    pattern_k: int
+    num_aggregators: int
     memory_mb: int
     batch_size_agg: int
     batch_size_wor: int
@@ -303,7 +352,7 @@ def prediction_at(ev: Evaluation, batch_size_agg: int, index: Any = ()) -> Predi
 
     code = int(ev.problem[index])
     return Prediction(
-        num_workers=i(ev.num_workers), pattern_k=i(ev.pattern_k), memory_mb=i(ev.memory_mb),
+        num_workers=i(ev.num_workers), num_aggregators=i(ev.num_aggregators), memory_mb=i(ev.memory_mb),
         batch_size_agg=batch_size_agg, batch_size_wor=i(ev.batch_size_wor),
         global_batch=i(ev.global_batch), iterations=i(ev.iterations),
         per_iteration_s={
@@ -317,5 +366,5 @@ def prediction_at(ev: Evaluation, batch_size_agg: int, index: Any = ()) -> Predi
             "functions": f(ev.functions_usd), "invocations": f(ev.invocations_usd),
             "store": f(ev.store_usd), "total": f(ev.cost_usd),
         },
-        problem=PROBLEMS.get(code) if code else None,
+        problem=Problem(code).reason if code else None,
     )  # fmt: skip

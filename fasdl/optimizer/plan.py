@@ -1,8 +1,12 @@
 """``optimize``: from a scenario and a transfer model to a frozen Plan that ``fasdl train`` runs.
 
-The plan carries the five fields of the trainer's payload (batch_size_agg, num_workers, memory,
-batch_size_wor, pattern_k) and, beside them, the model's prediction and the comparison with
-ScatterReduce (K = W) and AllReduce (K = 1) at the same W and M.
+The plan carries the five fields of the trainer's payload (batch_size_agg, num_workers,
+memory_mb, batch_size_wor, num_aggregators) and, beside them, the model's prediction and the
+comparison with ScatterReduce (K = W) and AllReduce (K = 1) at the same W and M.
+
+Inside the package a plan uses JobConfig's names; its JSON (``to_dict``, ``fasdl optimize
+--json``) uses the seed's payload names (``memory``, ``pattern_k``, ``func_time``), which
+``fasdl train --plan`` reads like a seed payload.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from fasdl.errors import InvalidInput, PlanInfeasible
+from fasdl.errors import InvalidInput, NoPlan
 from fasdl.optimizer.grid import TransferGrid, memory_grid, predict, transfer_grid
 from fasdl.optimizer.model import Prediction, Scenario, evaluate, prediction_at
 from fasdl.optimizer.search import (
@@ -23,30 +27,21 @@ from fasdl.optimizer.search import (
     improved_frontier,
     search,
 )
-from fasdl.transfer import TransferModel
-
-
-class NoPlan(PlanInfeasible):
-    """Nothing meets the deadline (or the budget). Says what the best plan would reach."""
-
-    def __init__(
-        self, message: str, *, fastest_time_s: float | None, cheapest_cost_usd: float | None
-    ) -> None:
-        super().__init__(message)
-        self.fastest_time_s = fastest_time_s
-        self.cheapest_cost_usd = cheapest_cost_usd
+from fasdl.perf.transfer import TransferModel
+from fasdl.platform.limits import MIN_MEMORY_MB
+from fasdl.validate import positive_number, whole_number
 
 
 @dataclass(frozen=True, kw_only=True)
 class Plan:
     batch_size_agg: int
     num_workers: int
-    memory: int
+    memory_mb: int
     batch_size_wor: int
-    pattern_k: int
+    num_aggregators: int
     epochs: int
     samples: int
-    func_time: float
+    func_time_s: float
     objective: str  # "cost" (under deadline_s) or "time" (under budget_usd)
     deadline_s: float | None
     budget_usd: float | None
@@ -58,16 +53,17 @@ class Plan:
     search_seconds: float
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON of ``fasdl optimize --json``, which ``fasdl train --plan`` reads."""
+        """The JSON of ``fasdl optimize --json``, which ``fasdl train --plan`` reads: the
+        seed's payload names (the payload edge)."""
         return {
             "batch_size_agg": self.batch_size_agg,
             "num_workers": self.num_workers,
-            "memory": self.memory,
+            "memory": self.memory_mb,
             "batch_size_wor": self.batch_size_wor,
-            "pattern_k": self.pattern_k,
+            "pattern_k": self.num_aggregators,
             "epochs": self.epochs,
             "samples": self.samples,
-            "func_time": self.func_time,
+            "func_time": self.func_time_s,
             "predicted_time_s": self.prediction.time_s,
             "predicted_cost_usd": self.prediction.total_cost_usd,
             "breakdown": self.prediction.breakdown(),
@@ -86,7 +82,7 @@ class Plan:
     def _against(self, other: Prediction) -> dict[str, Any]:
         return {
             "num_workers": other.num_workers,
-            "pattern_k": other.pattern_k,
+            "pattern_k": other.num_aggregators,
             "memory": other.memory_mb,
             "batch_size_wor": other.batch_size_wor,
             "time_s": other.time_s,
@@ -103,21 +99,32 @@ def savings_pct(baseline: float, ours: float) -> float | None:
     return 100.0 * (baseline - ours) / baseline
 
 
-def _positive(value: float | None, field: str) -> None:
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise InvalidInput(field, f"{value:g} must be > 0")
-
-
 def search_space(
     scenario: Scenario,
     transfer: TransferModel,
     memories: np.ndarray | None = None,
     max_workers: int = DEFAULT_MAX_WORKERS,
 ) -> TransferGrid:
-    """Check the space is not empty and tabulate its transfer times."""
-    if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
-        raise InvalidInput("max_workers", f"{max_workers!r} must be a whole number ≥ 1")
-    mems = memory_grid() if memories is None else np.asarray(memories)
+    """Check the space is not empty and tabulate its transfer times.
+
+    No memory below the coefficients' ``min_memory_mb`` (the profile ran out of memory there) is
+    searched: the default grid starts at it, and smaller ``memories`` are left out.
+    """
+    whole_number(max_workers, "max_workers", minimum=1)
+    floor = scenario.coeffs.min_memory_mb
+    if memories is None:
+        mems = memory_grid(max(MIN_MEMORY_MB, floor or MIN_MEMORY_MB))
+    else:
+        mems = np.asarray(memories)
+    if floor is not None:
+        mems = mems[mems >= floor]
+        if not len(mems):
+            raise InvalidInput(
+                "max_memory",
+                f"every memory searched is below {floor} MB, the smallest at which the profile "
+                "ran without running out of memory (coeffs' min_memory_mb)",
+                f"raise --max-memory to {floor} MB or more",
+            )
     B = scenario.batch_size_agg
     if scenario.max_aggregators < 1:
         raise InvalidInput(
@@ -131,7 +138,7 @@ def search_space(
             "coeffs: m", f"M + m ≤ 0 at every memory up to {int(mems[-1])} MB", "check the fit"
         )
     return transfer_grid(
-        transfer, scenario.coeffs.model_size_mb, min(scenario.max_aggregators, max_workers), mems
+        transfer, scenario.model_size_mb, min(scenario.max_aggregators, max_workers), mems
     )
 
 
@@ -148,8 +155,10 @@ def optimize(
     """The cheapest plan within ``deadline_s`` or the fastest within ``budget_usd``.
 
     Raises ``NoPlan`` (a ``PlanInfeasible``) when nothing meets the constraint."""
-    _positive(deadline_s, "deadline")
-    _positive(budget_usd, "budget")
+    if deadline_s is not None:
+        positive_number(deadline_s, "deadline", unit="s")
+    if budget_usd is not None:
+        positive_number(budget_usd, "budget", unit="USD")
     grid = search_space(scenario, transfer, memories, max_workers)
     result = search(
         scenario,
@@ -175,12 +184,12 @@ def optimize(
     return Plan(
         batch_size_agg=chosen.batch_size_agg,
         num_workers=W,
-        memory=M,
+        memory_mb=M,
         batch_size_wor=chosen.batch_size_wor,
-        pattern_k=K,
+        num_aggregators=K,
         epochs=scenario.epochs,
         samples=scenario.samples,
-        func_time=scenario.func_time_s,
+        func_time_s=scenario.func_time_s,
         objective="cost" if deadline_s is not None else "time",
         deadline_s=deadline_s,
         budget_usd=budget_usd,

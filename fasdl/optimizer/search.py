@@ -49,14 +49,14 @@ class Frontier:
     time_s: np.ndarray
     cost_usd: np.ndarray
     num_workers: np.ndarray
-    pattern_k: np.ndarray
+    num_aggregators: np.ndarray
     memory_mb: np.ndarray
 
     def __len__(self) -> int:
         return len(self.time_s)
 
     def config(self, i: int) -> tuple[int, int, int]:
-        return int(self.num_workers[i]), int(self.pattern_k[i]), int(self.memory_mb[i])
+        return int(self.num_workers[i]), int(self.num_aggregators[i]), int(self.memory_mb[i])
 
     def cheapest_within(self, deadline_s: float) -> int | None:
         i = int(np.searchsorted(self.time_s, deadline_s, side="right")) - 1
@@ -77,10 +77,12 @@ def empty_frontier() -> Frontier:
     return Frontier(z, z, z.astype(np.int64), z.astype(np.int64), z.astype(np.int64))
 
 
-def pareto(time_s, cost_usd, num_workers, pattern_k, memory_mb) -> Frontier:
+def pareto(time_s, cost_usd, num_workers, num_aggregators, memory_mb) -> Frontier:
     """The non-dominated points; ties go to fewer workers, fewer aggregators, less memory."""
     t, c = np.asarray(time_s, dtype=float).ravel(), np.asarray(cost_usd, dtype=float).ravel()
-    w, k, m = (np.asarray(x).ravel().astype(np.int64) for x in (num_workers, pattern_k, memory_mb))
+    w, k, m = (
+        np.asarray(x).ravel().astype(np.int64) for x in (num_workers, num_aggregators, memory_mb)
+    )
     if len(t) == 0:
         return empty_frontier()
     order = np.lexsort((m, k, w, c, t))
@@ -95,7 +97,7 @@ def merge(frontiers: list[Frontier]) -> Frontier:
         return empty_frontier()
     cat = [
         np.concatenate([getattr(f, name) for f in frontiers])
-        for name in ("time_s", "cost_usd", "num_workers", "pattern_k", "memory_mb")
+        for name in ("time_s", "cost_usd", "num_workers", "num_aggregators", "memory_mb")
     ]
     return pareto(*cat)
 
@@ -103,7 +105,7 @@ def merge(frontiers: list[Frontier]) -> Frontier:
 def _ok_frontier(ev) -> Frontier:
     ok = ev.ok
     return pareto(
-        ev.time_s[ok], ev.cost_usd[ok], ev.num_workers[ok], ev.pattern_k[ok], ev.memory_mb[ok]
+        ev.time_s[ok], ev.cost_usd[ok], ev.num_workers[ok], ev.num_aggregators[ok], ev.memory_mb[ok]
     )
 
 

@@ -1,10 +1,11 @@
 """Function platforms: ``local`` (a process per invocation, Lambda-like limits) and ``inline``."""
 
+from fasdl.errors import InvocationFailed
 from fasdl.platform.base import (
     HANDLERS,
     Context,
+    Handler,
     Invocation,
-    InvocationFailed,
     InvocationRecord,
     Platform,
     State,
@@ -15,6 +16,7 @@ from fasdl.platform.base import (
 __all__ = [
     "HANDLERS",
     "Context",
+    "Handler",
     "Invocation",
     "InvocationFailed",
     "InvocationRecord",

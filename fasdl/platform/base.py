@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from fasdl.errors import FasdlError, InvalidInput, PayloadTooLarge, WaitTimeout
+from fasdl.errors import InvalidInput, InvocationFailed, PayloadTooLarge, WaitTimeout
 from fasdl.platform.limits import (
     ASYNC_PAYLOAD_LIMIT_BYTES,
     SYNC_PAYLOAD_LIMIT_BYTES,
@@ -27,14 +27,32 @@ from fasdl.platform.limits import (
     check_timeout_s,
     vcpus_for_memory,
 )
+from fasdl.validate import whole_number
 
-# Handlers by name -> "module:function". Users add their own with register_handler.
+# The platform's own handlers by name -> "module:function". Users add theirs with
+# register_handler; a package passes its own ``Handler`` instead (the platform names no package).
 HANDLERS: dict[str, str] = {
     "smoke": "fasdl.platform.smoke:handler",
     "cnn_steps": "fasdl.platform.smoke:cnn_steps",
-    "kreduce_worker": "fasdl.kreduce.worker:handler",
-    "profile": "fasdl.profiler.handler:handler",
 }
+
+
+@dataclass(frozen=True)
+class Handler:
+    """A handler as the package that owns it names it: ``name``, short and readable, for records
+    and logs (Lambda's function name), and ``target``, the "package.module:function" that any
+    process imports to run it. The target travels with each invocation, so a fresh process (the
+    local platform's) finds the handler without any registry having been filled in it.
+    """
+
+    name: str
+    target: str
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise InvalidInput("handler", "a handler needs a name")
+        if ":" not in self.target:
+            raise InvalidInput("handler", f"{self.target!r} is not 'module:function'")
 
 
 def register_handler(name: str, target: str) -> None:
@@ -195,30 +213,19 @@ def round_up_mb(mb: float) -> float:
     return math.ceil(mb * 10 - 1e-9) / 10
 
 
-class InvocationFailed(FasdlError):
-    def __init__(self, inv: Invocation) -> None:
-        self.invocation = inv
-        msg = f"invocation {inv.request_id} of {inv.handler!r} {inv.state.value}"
-        if inv.error:
-            msg += f": {inv.error}"
-        super().__init__(msg)
-
-
 class Platform(ABC):
     """Invoke handlers by name. Subclasses implement ``_start`` (and ``shutdown``)."""
 
     name: str = "abstract"
 
     def __init__(self, *, concurrency: int = 1000) -> None:
-        if concurrency < 1:
-            raise InvalidInput("concurrency", f"{concurrency} is below 1")
-        self.concurrency = concurrency
+        self.concurrency = whole_number(concurrency, "concurrency", minimum=1)
         self._records_lock = threading.Lock()
         self._invocations: list[Invocation] = []
 
     def invoke(
         self,
-        handler: str,
+        handler: str | Handler,
         payload: dict[str, Any],
         *,
         memory_mb: int,
@@ -227,16 +234,20 @@ class Platform(ABC):
     ) -> Invocation:
         """Start ``handler`` with ``payload``. Asynchronous (Lambda's ``Event``) unless ``sync``.
 
-        Everything is validated before anything runs: the handler name, memory, timeout, and
-        the payload (JSON, within 256 KB async or 6 MB sync).
+        ``handler`` is a package's ``Handler``, a registered name or "module:function". Everything
+        is validated before anything runs: the handler, memory, timeout, and the payload (JSON,
+        within 256 KB async or 6 MB sync).
         """
-        target = resolve_handler(handler)
+        if isinstance(handler, Handler):
+            name, target = handler.name, handler.target
+        else:
+            name, target = handler, resolve_handler(handler)
         memory_mb = check_memory_mb(memory_mb)
         timeout_s = check_timeout_s(timeout_s)
         body = encode_payload(payload, sync=sync)
         inv = Invocation(
             request_id=uuid.uuid4().hex,
-            handler=handler,
+            handler=name,
             memory_mb=memory_mb,
             timeout_s=timeout_s,
             payload=json.loads(body),

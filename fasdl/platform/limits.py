@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fasdl.errors import InvalidInput
+from fasdl.validate import finite_number, whole_number
 
 MIN_MEMORY_MB = 128
 MAX_MEMORY_MB = 10_240
@@ -25,29 +25,26 @@ def vcpus_for_memory(memory_mb: Any) -> Any:
     return share.clip(max=MAX_VCPUS) if hasattr(share, "clip") else min(MAX_VCPUS, share)
 
 
-def check_memory_mb(memory_mb: object, field: str = "memory") -> int:
-    if (
-        isinstance(memory_mb, bool)
-        or not isinstance(memory_mb, int | float)
-        or memory_mb != int(memory_mb)
-    ):
-        raise InvalidInput(field, f"{memory_mb!r} is not a whole number of MB")
-    if not MIN_MEMORY_MB <= memory_mb <= MAX_MEMORY_MB:
-        raise InvalidInput(
-            field,
-            f"{int(memory_mb)} MB is outside {MIN_MEMORY_MB}–{MAX_MEMORY_MB:,} MB",
-            "choose a memory size Lambda allows",
-        )
-    return int(memory_mb)
+def check_memory_mb(memory_mb: object, field: str = "memory_mb") -> int:
+    """A memory size Lambda allows, in whole MB (a whole float such as 1024.0 is accepted)."""
+    return whole_number(
+        memory_mb,
+        field,
+        minimum=MIN_MEMORY_MB,
+        maximum=MAX_MEMORY_MB,
+        unit="MB",
+        whole_floats=True,
+        fix="choose a memory size Lambda allows",
+    )
 
 
-def check_timeout_s(timeout_s: object, field: str = "timeout") -> float:
-    if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float):
-        raise InvalidInput(field, f"{timeout_s!r} is not a number of seconds")
-    if not MIN_TIMEOUT_S <= timeout_s <= MAX_TIMEOUT_S:
-        raise InvalidInput(
-            field,
-            f"{timeout_s} s is outside {MIN_TIMEOUT_S}–{MAX_TIMEOUT_S} s",
-            "Lambda stops a function after at most 900 s",
-        )
-    return float(timeout_s)
+def check_timeout_s(timeout_s: object, field: str = "timeout_s") -> float:
+    """A function time limit Lambda allows, in seconds."""
+    return finite_number(
+        timeout_s,
+        field,
+        minimum=MIN_TIMEOUT_S,
+        maximum=MAX_TIMEOUT_S,
+        unit="s",
+        fix="Lambda stops a function after at most 900 s",
+    )

@@ -39,6 +39,7 @@ from fasdl.errors import FasdlError
 from fasdl.platform.base import Invocation, Platform, State
 from fasdl.platform.proctree import ProcessTree
 from fasdl.platform.throttle import DEFAULT_PERIOD_S, CpuBudget
+from fasdl.validate import finite_number, whole_number
 
 log = logging.getLogger(__name__)
 
@@ -125,12 +126,10 @@ class LocalPlatform(Platform):
         log_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__(concurrency=concurrency)
-        if cpu_count is not None and cpu_count < 1:
-            raise ValueError(f"cpu_count: {cpu_count} is below 1")
-        if not 0.001 <= cpu_period_s <= 1.0:
-            raise ValueError(f"cpu_period_s: {cpu_period_s} is outside 0.001–1 s")
-        if not 0.001 <= memory_poll_s <= 1.0:
-            raise ValueError(f"memory_poll_s: {memory_poll_s} is outside 0.001–1 s")
+        if cpu_count is not None:
+            whole_number(cpu_count, "cpu_count", minimum=1)
+        finite_number(cpu_period_s, "cpu_period_s", minimum=0.001, maximum=1.0, unit="s")
+        finite_number(memory_poll_s, "memory_poll_s", minimum=0.001, maximum=1.0, unit="s")
         self.cpu_count = cpu_count or machine_cpu_count()
         self.warn_oversubscription = warn_oversubscription
         self.cpu_period_s = cpu_period_s
@@ -241,8 +240,10 @@ class LocalPlatform(Platform):
                 inv.finish(State.FAILED, error="the platform's supervisor stopped")
             for job in running:
                 job.tree.kill()
-                with contextlib.suppress(Exception):
+                try:
                     self._reap(job, blocking=True)
+                except Exception:  # keep concluding the others; say which one could not be reaped
+                    log.warning("reaping invocation %s failed", job.inv.request_id, exc_info=True)
                 if not job.inv.done():
                     self._conclude(job, State.FAILED, "the platform's supervisor stopped")
 
@@ -508,8 +509,15 @@ class LocalPlatform(Platform):
         with contextlib.suppress(OSError):
             os.close(job.exit_fd)
         if self.log_dir is not None:
-            with contextlib.suppress(OSError):
+            try:
                 shutil.copyfile(job.log_path, self.log_dir / f"{job.inv.request_id}.log")
+            except OSError:
+                log.warning(
+                    "could not keep the output of invocation %s in %s",
+                    job.inv.request_id,
+                    self.log_dir,
+                    exc_info=True,
+                )
         shutil.rmtree(job.workdir, ignore_errors=True)
         if job.inv.ended_at is None:
             job.inv.ended_at = time.time()

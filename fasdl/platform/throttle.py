@@ -20,6 +20,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from fasdl.validate import positive_number
+
 DEFAULT_PERIOD_S = 0.05
 MIN_CHECK_INTERVAL_S = 0.001  # never poll a process more often than this
 
@@ -38,10 +40,8 @@ class CpuBudget:
     def __init__(
         self, vcpus: float, *, now: float, cpu_s: float, period_s: float = DEFAULT_PERIOD_S
     ) -> None:
-        if vcpus <= 0:
-            raise ValueError(f"vcpus: {vcpus} must be positive")
-        if period_s <= 0:
-            raise ValueError(f"period_s: {period_s} must be positive")
+        positive_number(vcpus, "vcpus")
+        positive_number(period_s, "period_s", unit="s")
         self.vcpus = vcpus
         self.period_s = period_s
         self.quota_s = vcpus * period_s

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from fasdl import __version__
-from fasdl.errors import InvalidInput
-from fasdl.profiler.coeffs_io import Coeffs
+from fasdl.perf.coefficients import Coefficients
+from fasdl.perf.transfer import PRESETS, read_transfer_csv
 from fasdl.profiler.fit import F_SCALE, LOSS, FitStats, ProfileFit, fit_profile
 from fasdl.profiler.fit_transfer import TransferChoice, fit_transfer
 from fasdl.profiler.records import Profile, read_profile
-from fasdl.transfer import PRESETS, read_transfer_csv
+from fasdl.validate import positive_number
 
 POOR_R2 = 0.9  # below this the model explains the profile too poorly to plan with
 
@@ -24,7 +24,7 @@ POOR_R2 = 0.9  # below this the model explains the profile too poorly to plan wi
 class FitReport:
     profile: Profile
     fit: ProfileFit
-    coeffs: Coeffs
+    coeffs: Coefficients
     transfer: TransferChoice | None  # None for a preset or no transfer profile
     transfer_source: str | None
     warnings: tuple[str, ...]
@@ -45,6 +45,7 @@ class FitReport:
             "model": self.profile.model or None,
             "model_size_mb": self.coeffs.model_size_mb,
             "num_params": self.coeffs.num_params,
+            "min_memory_mb": self.coeffs.min_memory_mb,
             "transfer": self.coeffs.provenance.get("transfer"),
             "warnings": list(self.warnings),
         }
@@ -96,6 +97,7 @@ def fit_files(
         "trans": {"model": "k1*M**k2", "method": _METHOD, **fit.trans.stats.to_dict()},
         "model_size_mb": size_from,
         "num_params": params_from,
+        "min_memory_mb": "profile" if profile.min_memory_mb is not None else None,
     }
     transfer_dict, choice = None, None
     if transfer is not None:
@@ -108,7 +110,7 @@ def fit_files(
             transfer_dict = choice.model.to_dict()
             provenance["transfer"] = {**_file_facts(Path(transfer)), **choice.summary()}
 
-    coeffs = Coeffs(
+    coeffs = Coefficients(
         a=fit.train.a,
         b=fit.train.b,
         m=fit.train.m,
@@ -116,6 +118,7 @@ def fit_files(
         k2=fit.trans.k2,
         model_size_mb=size,
         num_params=params,
+        min_memory_mb=profile.min_memory_mb,
         transfer=transfer_dict,
         provenance=provenance,
     )
@@ -129,8 +132,7 @@ def _pick(
     name: str, flag: Any, recorded: Any, flag_name: str, warnings: list[str]
 ) -> tuple[Any, str | None]:
     if flag is not None:
-        if isinstance(flag, bool) or not isinstance(flag, int | float) or flag <= 0:
-            raise InvalidInput(flag_name, f"{flag!r} must be > 0")
+        positive_number(flag, flag_name)
         if recorded is not None and recorded != flag:
             warnings.append(f"{flag_name} {flag:g} overrides the profile's {name} {recorded:g}")
         return flag, flag_name

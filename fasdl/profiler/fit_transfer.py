@@ -5,7 +5,7 @@ the get times (relative residuals, the robust loss of ``fit.py``). Between memor
 latency and the bandwidth are interpolated linearly; beyond the measured range the nearest row
 holds, as in ``TableTransferModel``. Which of the two models to keep is decided on held-out
 points: each object size at each memory size is left out in turn and predicted from the rest.
-Pure: rows in, frozen models out.
+Pure: rows in, frozen models out. The models themselves live in ``fasdl.perf.transfer``.
 """
 
 from __future__ import annotations
@@ -18,97 +18,16 @@ from typing import Any
 import numpy as np
 
 from fasdl.errors import InvalidInput
+from fasdl.perf.transfer import (
+    LATENCY_BANDWIDTH,
+    LatencyBandwidthModel,
+    TableTransferModel,
+    TransferModel,
+)
 from fasdl.platform.limits import check_memory_mb
 from fasdl.profiler.fit import F_SCALE
-from fasdl.transfer import TableTransferModel, TransferModel
 
-KIND = "latency_bandwidth"
 MIN_SIZES_PER_MEMORY = 3  # 2 to fit latency and bandwidth, 1 more to hold out
-_ROW_KEYS = ("memory_mb", "put_latency_s", "put_mb_per_s", "get_latency_s", "get_mb_per_s")
-
-
-@dataclass(frozen=True)
-class LatencyBandwidthModel:
-    """t = latency + size_mb / mb_per_s, with both parameters per memory size (``TransferModel``)."""
-
-    memory_mb: tuple[float, ...]
-    put_latency_s: tuple[float, ...]
-    put_mb_per_s: tuple[float, ...]
-    get_latency_s: tuple[float, ...]
-    get_mb_per_s: tuple[float, ...]
-    source: str = "fit"
-
-    def __post_init__(self) -> None:
-        n = len(self.memory_mb)
-        columns = (self.put_latency_s, self.put_mb_per_s, self.get_latency_s, self.get_mb_per_s)
-        if n == 0 or any(len(c) != n for c in columns):
-            raise InvalidInput(
-                "transfer", "a latency_bandwidth model needs one row of parameters per memory size"
-            )
-        if list(self.memory_mb) != sorted(set(self.memory_mb)):
-            raise InvalidInput(
-                "transfer", "latency_bandwidth memory sizes must be distinct and increasing"
-            )
-        values = np.asarray(columns, dtype=float)
-        if (
-            not np.all(np.isfinite(values))
-            or np.any(values[[0, 2]] < 0)
-            or np.any(values[[1, 3]] <= 0)
-        ):
-            raise InvalidInput("transfer", "latencies must be ≥ 0 s and bandwidths > 0 MB/s")
-
-    def _time(
-        self,
-        latency: tuple[float, ...],
-        mb_per_s: tuple[float, ...],
-        size_mb: float,
-        memory_mb: float,
-    ) -> float:
-        lat = float(np.interp(memory_mb, self.memory_mb, latency))
-        bw = float(np.interp(memory_mb, self.memory_mb, mb_per_s))
-        return lat + size_mb / bw
-
-    def put_s(self, size_mb: float, memory_mb: float) -> float:
-        return self._time(self.put_latency_s, self.put_mb_per_s, size_mb, memory_mb)
-
-    def get_s(self, size_mb: float, memory_mb: float) -> float:
-        return self._time(self.get_latency_s, self.get_mb_per_s, size_mb, memory_mb)
-
-    def to_dict(self) -> dict[str, Any]:
-        rows = [
-            dict(zip(_ROW_KEYS, values, strict=True))
-            for values in zip(
-                self.memory_mb,
-                self.put_latency_s,
-                self.put_mb_per_s,
-                self.get_latency_s,
-                self.get_mb_per_s,
-                strict=True,
-            )
-        ]
-        return {"kind": KIND, "source": self.source, "rows": rows}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> LatencyBandwidthModel:
-        if d.get("kind") != KIND:
-            raise InvalidInput("transfer", f"kind {d.get('kind')!r} is not {KIND!r}")
-        rows = d.get("rows")
-        if not isinstance(rows, list) or not rows:
-            raise InvalidInput(
-                "transfer", "a latency_bandwidth model needs a non-empty list 'rows'"
-            )
-        try:
-            rows = sorted(rows, key=lambda r: float(r["memory_mb"]))
-            columns = [tuple(float(r[k]) for r in rows) for k in _ROW_KEYS]
-        except (KeyError, TypeError, ValueError) as e:
-            raise InvalidInput(
-                "transfer",
-                f"latency_bandwidth rows need the keys {', '.join(_ROW_KEYS)} as numbers ({e!r})",
-            ) from e
-        memory, put_latency, put_bw, get_latency, get_bw = columns
-        return cls(
-            memory, put_latency, put_bw, get_latency, get_bw, source=str(d.get("source", "fit"))
-        )
 
 
 @dataclass(frozen=True)
@@ -125,7 +44,7 @@ class TransferChoice:
 
     @property
     def model(self) -> TransferModel:
-        return self.fit if self.chosen == KIND else self.table
+        return self.fit if self.chosen == LATENCY_BANDWIDTH else self.table
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -234,7 +153,7 @@ def fit_transfer(rows: Sequence[Mapping[str, float]], source: str = "fit") -> Tr
     fit_err = 100.0 * float(np.mean(fit_errors))
     table_err = 100.0 * float(np.mean(table_errors))
     return TransferChoice(
-        chosen=KIND if fit_err <= table_err else "table",
+        chosen=LATENCY_BANDWIDTH if fit_err <= table_err else "table",
         fit=fit,
         table=table,
         fit_heldout_mape_pct=fit_err,

@@ -14,8 +14,9 @@ function really gets; the result is the median of the samples. A slow iteration 
 ``sample_s``) is a block by itself, so big models are timed one iteration at a time.
 
 ``event["kind"] == "transfer"`` runs the store's transfer profile instead (``storage.py``), so
-one deployed function serves both. Only the standard library is imported at the top: torch is
-imported inside, so the transfer profile runs at 128 MB.
+one deployed function serves both. Only the standard library (and fasdl's platform interface,
+for ``HANDLER``) is imported at the top: torch is imported inside, so the transfer profile runs
+at 128 MB.
 """
 
 from __future__ import annotations
@@ -25,18 +26,24 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-DEFAULT_SAMPLE_S = 0.5
+from fasdl.errors import InvalidInput
+from fasdl.platform.base import Handler
+from fasdl.profiler.task import ProfileTask
+from fasdl.validate import json_object
+
+# How the profiler invokes this module's ``handler``: its short name and its import target.
+HANDLER = Handler("profile", f"{__name__}:handler")
 DEADLINE_MARGIN_S = 5.0  # stop timing this long before the function's timeout, to return in time
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    kind = event.get("kind", "train")
+    kind = json_object(event, "event").get("kind", "train")
     if kind == "transfer":
         from fasdl.profiler.storage import transfer_handler
 
         return transfer_handler(event, context)
     if kind != "train":
-        raise ValueError(f"unknown profiling kind {kind!r} (train or transfer)")
+        raise InvalidInput("event.kind", f"unknown profiling kind {kind!r}", "train or transfer")
     return train_handler(event, context)
 
 
@@ -68,38 +75,33 @@ def time_samples(
 
 
 def train_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """``event``: model, store, data_key, batch_size, iterations, warmup, chunks, seed, lr,
-    momentum, sample_s. Returns the medians and every sample, in seconds."""
+    """``event``: a ``ProfileTask``. Returns the medians and every sample, in seconds."""
+    return run_task(ProfileTask.from_dict(event), context)
+
+
+def run_task(task: ProfileTask, context: Any) -> dict[str, Any]:
+    """Time ``task``'s training and transformation within the function's remaining time."""
     started = time.monotonic()
     import numpy as np
     import torch
 
     from fasdl.data import dataset_from_bytes
-    from fasdl.kreduce.flat import ModelVector, chunk_bounds
-    from fasdl.kreduce.worker import train_step
-    from fasdl.models import build_model, count_parameters
+    from fasdl.models import count_parameters
     from fasdl.store import open_store
+    from fasdl.training import ModelVector, chunk_bounds, make_optimizer, seeded_model, train_step
 
-    batch_size = int(event["batch_size"])
-    iterations = int(event["iterations"])
-    warmup = int(event["warmup"])
-    seed = int(event.get("seed", 0))
-    sample_s = float(event.get("sample_s", DEFAULT_SAMPLE_S))
+    batch_size, iterations, warmup = task.batch_size, task.iterations, task.warmup
+    seed, sample_s = task.seed, task.sample_s
     deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - DEADLINE_MARGIN_S
 
-    store = open_store(event["store"])
-    data = dataset_from_bytes(store.get(event["data_key"]))
+    store = open_store(task.store)
+    data = dataset_from_bytes(store.get(task.data_key), key=task.data_key)
     x_all = torch.from_numpy(np.array(data.x))  # a writable copy: the dataset is read-only
     y_all = torch.from_numpy(np.array(data.y))
-    torch.manual_seed(seed)
-    model = build_model(event["model"], num_classes=data.num_classes, input_shape=data.input_shape)
+    model = seeded_model(task.model, seed, data.num_classes, data.input_shape)
     vec = ModelVector.attach(model)
-    opt = torch.optim.SGD(
-        model.parameters(),
-        lr=float(event.get("lr", 0.05)),
-        momentum=float(event.get("momentum", 0.9)),
-    )
-    bounds = chunk_bounds(vec.numel, min(int(event.get("chunks", 1)), vec.numel))
+    opt = make_optimizer(model, lr=task.lr, momentum=task.momentum)
+    bounds = chunk_bounds(vec.numel, min(task.chunks, vec.numel))
     rng = np.random.default_rng(seed)
     n = len(data)
 

@@ -22,9 +22,11 @@ from typing import Any
 
 from fasdl.errors import InvalidInput
 from fasdl.platform.base import PLATFORMS, Invocation, Platform, State, open_platform, round_up_mb
-from fasdl.platform.limits import MAX_TIMEOUT_S, MIN_TIMEOUT_S, check_memory_mb
-from fasdl.profiler.handler import DEFAULT_SAMPLE_S
+from fasdl.platform.limits import check_memory_mb, check_timeout_s
+from fasdl.profiler.handler import HANDLER
 from fasdl.profiler.records import PROFILE_COLUMNS, ProfileSample, append_sample, read_profile
+from fasdl.profiler.task import DEFAULT_SAMPLE_S, ProfileTask
+from fasdl.validate import finite_number, whole_number
 
 DEFAULT_CHUNKS = 2  # K of a K-Reduce job's default (JobConfig.num_aggregators)
 WAIT_SLACK_S = 60.0  # beyond the function's timeout, for process start and queueing
@@ -53,34 +55,24 @@ class ProfileConfig:
 
     def __post_init__(self) -> None:
         if not self.memory_mb:
-            raise InvalidInput("memory", "no memory sizes", "e.g. --memory 512,1024,1769,3008")
+            raise InvalidInput("memory_mb", "no memory sizes", "e.g. --memory 512,1024,1769,3008")
         if not self.batch_sizes:
-            raise InvalidInput("batch", "no batch sizes", "e.g. --batch 16,32,64,128")
+            raise InvalidInput("batch_sizes", "no batch sizes", "e.g. --batch 16,32,64,128")
         mems = tuple(sorted({check_memory_mb(m) for m in self.memory_mb}))
-        for b in self.batch_sizes:
-            if isinstance(b, bool) or not isinstance(b, int) or b < 1:
-                raise InvalidInput(
-                    "batch",
-                    f"{b!r} is not a batch size (a whole number >= 1)",
-                    "e.g. --batch 16,32,64",
-                )
+        batches = {
+            whole_number(b, "batch_sizes", minimum=1, fix="e.g. --batch 16,32,64")
+            for b in self.batch_sizes
+        }
         object.__setattr__(self, "memory_mb", mems)
-        object.__setattr__(self, "batch_sizes", tuple(sorted(set(self.batch_sizes))))
-        _whole_at_least("iterations", self.iterations, 1)
-        _whole_at_least("warmup", self.warmup, 0)
-        _whole_at_least("chunks", self.chunks, 1)
-        _whole_at_least("seed", self.seed, 0)
-        if not (
-            isinstance(self.timeout_s, int | float)
-            and MIN_TIMEOUT_S <= self.timeout_s <= MAX_TIMEOUT_S
-        ):
-            raise InvalidInput(
-                "timeout",
-                f"{self.timeout_s!r} s is outside {MIN_TIMEOUT_S}–{MAX_TIMEOUT_S} s",
-                "Lambda allows up to 900 s",
-            )
-        if not (isinstance(self.sample_s, int | float) and 0 < self.sample_s <= 60):
-            raise InvalidInput("sample_s", f"{self.sample_s!r} is outside (0, 60] s", "e.g. 0.5")
+        object.__setattr__(self, "batch_sizes", tuple(sorted(batches)))
+        whole_number(self.iterations, "iterations", minimum=1)
+        whole_number(self.warmup, "warmup", minimum=0)
+        whole_number(self.chunks, "chunks", minimum=1)
+        whole_number(self.seed, "seed", minimum=0)
+        check_timeout_s(self.timeout_s)
+        sample_s = finite_number(self.sample_s, "sample_s", maximum=60, unit="s", fix="e.g. 0.5")
+        if not sample_s > 0:
+            raise InvalidInput("sample_s", f"{sample_s:g} s is not > 0", "e.g. 0.5")
         if self.platform not in PLATFORMS:
             raise InvalidInput(
                 "platform", f"unknown platform {self.platform!r}", f"known: {', '.join(PLATFORMS)}"
@@ -90,11 +82,6 @@ class ProfileConfig:
     def pairs(self) -> list[tuple[int, int]]:
         """(memory, batch size) in the order they run: memory, then batch size, ascending."""
         return [(m, b) for m in self.memory_mb for b in self.batch_sizes]
-
-
-def _whole_at_least(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidInput(name, f"{value!r} is not a whole number >= {minimum}")
 
 
 @dataclass(frozen=True)
@@ -214,11 +201,10 @@ def model_info(
     that a model that does not fit the data fails now rather than in every function."""
     import torch
 
-    from fasdl.kreduce.flat import ModelVector
-    from fasdl.models import build_model, count_parameters
+    from fasdl.models import count_parameters
+    from fasdl.training import ModelVector, seeded_model
 
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, num_classes=num_classes, input_shape=input_shape)
+    model = seeded_model(cfg.model, cfg.seed, num_classes, input_shape)
     try:
         model.eval()
         with torch.no_grad():
@@ -306,21 +292,20 @@ def profile_pair(
     batch_size: int,
 ) -> PairResult:
     """Invoke one function at ``memory_mb`` and wait for it (its timeout plus a slack at most)."""
-    payload = {
-        "kind": "train",
-        "model": cfg.model,
-        "store": store_url,
-        "data_key": data_key,
-        "batch_size": batch_size,
-        "iterations": cfg.iterations,
-        "warmup": cfg.warmup,
-        "chunks": cfg.chunks,
-        "seed": cfg.seed,
-        "sample_s": cfg.sample_s,
-        "lr": cfg.lr,
-        "momentum": cfg.momentum,
-    }
-    inv = plat.invoke("profile", payload, memory_mb=memory_mb, timeout_s=cfg.timeout_s)
+    task = ProfileTask(
+        model=cfg.model,
+        store=store_url,
+        data_key=data_key,
+        batch_size=batch_size,
+        iterations=cfg.iterations,
+        warmup=cfg.warmup,
+        chunks=cfg.chunks,
+        seed=cfg.seed,
+        sample_s=cfg.sample_s,
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+    )
+    inv = plat.invoke(HANDLER, task.to_dict(), memory_mb=memory_mb, timeout_s=cfg.timeout_s)
     inv.wait(cfg.timeout_s + WAIT_SLACK_S)
     return pair_result(inv, info, batch_size)
 

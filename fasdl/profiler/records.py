@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from fasdl.errors import InvalidInput
 from fasdl.platform.limits import check_memory_mb
+from fasdl.validate import positive_number, whole_number
 
 STATUSES = ("ok", "out_of_memory", "failed")
 PROFILE_COLUMNS = (
@@ -57,12 +57,7 @@ class ProfileSample:
     def __post_init__(self) -> None:
         # A whole float (1024.0) is accepted and stored as an int.
         object.__setattr__(self, "memory_mb", check_memory_mb(self.memory_mb, "memory_mb"))
-        if (
-            isinstance(self.batch_size, bool)
-            or not isinstance(self.batch_size, int)
-            or self.batch_size < 1
-        ):
-            raise InvalidInput("batch_size", f"{self.batch_size!r} is not a positive whole number")
+        whole_number(self.batch_size, "batch_size", minimum=1)
         if self.status not in STATUSES:
             raise InvalidInput(
                 "status", f"{self.status!r} is not a status", f"use one of {', '.join(STATUSES)}"
@@ -75,28 +70,17 @@ class ProfileSample:
                         name, "missing on a run whose status is ok", "give the measured seconds"
                     )
                 continue
-            _check_positive(name, value, "times must be > 0 s")
+            positive_number(value, name, unit="s")
         for name in ("peak_memory_mb", "billed_ms", "model_size_mb"):
             value = getattr(self, name)
             if value is not None:
-                _check_positive(name, value, "must be > 0")
-        if self.num_params is not None and (
-            isinstance(self.num_params, bool)
-            or not isinstance(self.num_params, int)
-            or self.num_params < 1
-        ):
-            raise InvalidInput("num_params", f"{self.num_params!r} is not a positive whole number")
+                positive_number(value, name)
+        if self.num_params is not None:
+            whole_number(self.num_params, "num_params", minimum=1)
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
-
-
-def _check_positive(name: str, value: object, problem: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidInput(name, f"{value!r} is not a finite number")
-    if value <= 0:
-        raise InvalidInput(name, f"{value!r}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -113,6 +97,15 @@ class Profile:
     @property
     def ok_samples(self) -> tuple[ProfileSample, ...]:
         return tuple(s for s in self.samples if s.ok)
+
+    @property
+    def min_memory_mb(self) -> int | None:
+        """The smallest memory at which a run finished without running out of memory (status ok).
+
+        Memory sizes where every run ran out of memory (or failed) are below it: the optimizer
+        plans no function smaller. None when no run finished.
+        """
+        return min((s.memory_mb for s in self.samples if s.ok), default=None)
 
     def count(self, status: str) -> int:
         return sum(1 for s in self.samples if s.status == status)
@@ -194,11 +187,7 @@ def _sample_from_cells(row: dict[str, str]) -> ProfileSample:
 
     def whole(c: str) -> int | None:
         x = number(c)
-        if x is None:
-            return None
-        if not math.isfinite(x) or x != int(x):
-            raise InvalidInput(c, f"{cell(c)!r} is not a whole number")
-        return int(x)
+        return None if x is None else whole_number(x, c, whole_floats=True)
 
     memory_mb, batch_size = whole("memory_mb"), whole("batch_size")
     if memory_mb is None or batch_size is None:
@@ -235,10 +224,9 @@ def _read_seed(text: str, name: str) -> Profile:
         except ValueError as e:
             raise InvalidInput("profile", f"{name} line {lineno}: {e}") from e
         try:
-            for field, value in (("batch_size", batch), ("memory_mb", memory)):
-                if not math.isfinite(value) or value != int(value):
-                    raise InvalidInput(field, f"{value!r} is not a whole number")
-            samples.append(ProfileSample(int(memory), int(batch), train_s, trans_s))
+            b = whole_number(batch, "batch_size", whole_floats=True)
+            m = whole_number(memory, "memory_mb", whole_floats=True)
+            samples.append(ProfileSample(m, b, train_s, trans_s))
         except InvalidInput as e:
             raise InvalidInput("profile", f"{name} line {lineno}: {e}", e.fix) from e
     return _profile(tuple(samples), name, "seed")

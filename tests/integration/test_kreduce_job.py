@@ -11,12 +11,13 @@ import torch
 
 from fasdl.kreduce.config import JobConfig
 from fasdl.kreduce.coordinator import prepare, run_job
-from fasdl.kreduce.flat import ModelVector
 from fasdl.kreduce.keys import Keys
+from fasdl.kreduce.logs import read_worker_logs
 from fasdl.kreduce.reference import reference_run
-from fasdl.kreduce.worker import MIN_ITERATION_ENV, make_model
+from fasdl.kreduce.worker import MIN_ITERATION_ENV
 from fasdl.platform import open_platform
 from fasdl.store import open_store
+from fasdl.training import ModelVector, seeded_model
 
 TINY = {
     "model": "mlp",
@@ -36,7 +37,7 @@ def _final_vector(cfg: JobConfig) -> np.ndarray:
     job = prepare(cfg)
     blob = open_store(cfg.store).get(Keys.for_job(cfg).model())
     meta = job.meta()
-    model = make_model(cfg, meta["num_classes"], tuple(meta["input_shape"]))
+    model = seeded_model(cfg.model, cfg.seed, meta.num_classes, meta.input_shape)
     model.load_state_dict(torch.load(io.BytesIO(blob), weights_only=True))
     return ModelVector.attach(model).numpy().copy()
 
@@ -59,7 +60,7 @@ def test_matches_serial_reference(k: int) -> None:
     assert np.max(np.abs(got - expected)) <= 1e-6
     # and the model actually moved away from its initial weights
     init = ModelVector.attach(
-        make_model(cfg, job.meta()["num_classes"], tuple(job.meta()["input_shape"]))
+        seeded_model(cfg.model, cfg.seed, job.meta().num_classes, job.meta().input_shape)
     ).numpy()
     assert np.max(np.abs(got - init)) > 1e-3
 
@@ -89,6 +90,10 @@ def test_job_cleans_up_and_keeps_outputs(tmp_path) -> None:
     assert len(logs) == cfg.num_workers
     first = json.loads(store.get(logs[0]).decode().splitlines()[0])
     assert {"train_s", "upload_s", "aggregate_s", "download_s"} <= set(first)
+    by_worker = read_worker_logs(store, Keys.for_job(cfg))  # what the workers wrote, read back
+    assert sorted(by_worker) == list(range(cfg.num_workers))
+    for rows in by_worker.values():
+        assert [r.iteration for r in rows] == list(range(1, summary.iterations + 1))
     invocations = json.loads(store.get("output/clean/invocations.json"))
     assert len(invocations) == cfg.num_workers == summary.invocations
     assert summary.requests["PUT"] > 0 and summary.cost_usd["total"] > 0

@@ -1,4 +1,10 @@
-"""The local platform with real processes: results, failures, limits, queueing, shutdown, the CLI."""
+"""The local platform with real processes: what it does beyond the platform contract.
+
+Processes, thread counts, deaths, logs, CPU shares, memory limits, killing on timeout and at
+shutdown, and the ``fasdl smoke`` CLI. The promises every platform keeps (results, failures,
+timeouts, records, payloads, validation, concurrency and its queue) are in
+test_platform_contract.py, run against this platform too.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,6 @@ import warnings
 import psutil
 import pytest
 
-from fasdl.errors import PayloadTooLarge
 from fasdl.platform import State
 from fasdl.platform.local import LocalPlatform, OversubscriptionWarning
 
@@ -37,27 +42,13 @@ def _runner_children() -> list[psutil.Process]:
     return found
 
 
-def test_sync_round_trip_and_record(plat):
-    inv = plat.invoke(
-        "smoke", {"echo": {"a": [1, 2]}, "n": 5}, memory_mb=512, timeout_s=30, sync=True
-    )
-    assert inv.state is State.SUCCEEDED, inv.error
+def test_a_function_is_a_process_with_its_thread_count_and_peak_memory(plat):
+    inv = plat.invoke("smoke", {}, memory_mb=512, timeout_s=30, sync=True)
     result = inv.result()
-    assert result["echo"] == {"a": [1, 2]}
-    assert result["sum_squares"] == 30
-    assert result["request_id"] == inv.request_id
-    assert result["memory_mb"] == 512
-    assert result["vcpus"] == pytest.approx(512 / 1769)
-    assert result["omp_num_threads"] == "1"
-    assert 0 < result["remaining_ms"] <= 30_000
     assert result["pid"] != os.getpid()
+    assert result["omp_num_threads"] == "1"
     (record,) = plat.records()
-    assert record.state == "succeeded" and record.handler == "smoke" and record.memory_mb == 512
-    assert record.started_at < record.ended_at
-    assert record.duration_ms > 0
-    assert record.billed_ms == max(1, -(-record.duration_ms // 1))
-    assert record.gb_s == pytest.approx(512 / 1024 * record.billed_ms / 1000)
-    assert 1 < record.peak_memory_mb < 512
+    assert 1 < record.peak_memory_mb < 512  # measured, and below its memory size
 
 
 def test_async_invocations_are_fresh_processes(plat):
@@ -75,15 +66,6 @@ def test_async_invocations_are_fresh_processes(plat):
 def test_thread_count_follows_the_vcpus(plat):
     inv = plat.invoke("smoke", {}, memory_mb=3538, timeout_s=30, sync=True)  # 2 vCPUs
     assert inv.result()["omp_num_threads"] == "2"
-
-
-def test_handler_exception_is_failed_with_traceback(plat):
-    inv = plat.invoke("smoke", {"raise": "boom"}, memory_mb=256, timeout_s=30, sync=True)
-    assert inv.state is State.FAILED
-    assert inv.error == "RuntimeError: boom"
-    assert "Traceback (most recent call last)" in inv.traceback
-    assert 'raise RuntimeError(str(event["raise"]))' in inv.traceback
-    assert plat.records()[0].error == "RuntimeError: boom"
 
 
 @pytest.mark.parametrize(
@@ -123,10 +105,8 @@ def test_timeout_kills_the_function(plat, event):
     # The CPU-bound one at 128 MB spends most of its time stopped: it is killed all the same.
     inv = plat.invoke("smoke", event, memory_mb=128, timeout_s=1)
     assert inv.wait(WAIT_S) is State.TIMED_OUT
-    assert "timed out after" in inv.error and "timeout 1 s" in inv.error
-    assert inv.duration_ms >= 1000
-    assert inv.record().billed_ms >= 1000
-    assert _runner_children() == []
+    assert "timeout 1 s" in inv.error
+    assert _runner_children() == []  # killed, not left running
 
 
 def test_memory_over_the_size_is_out_of_memory(plat):
@@ -160,55 +140,6 @@ def _dies(pid: int, within_s: float = 10) -> bool:
             return True
         time.sleep(0.05)  # a SIGKILLed process still frees its memory before it is gone
     return False
-
-
-def test_concurrency_limit_is_respected(tmp_path):
-    record_path = tmp_path / "intervals.jsonl"
-    with LocalPlatform(concurrency=2) as plat:
-        invs = [
-            plat.invoke(
-                "smoke",
-                {"sleep_s": 0.5, "record_path": str(record_path)},
-                memory_mb=256,
-                timeout_s=60,
-            )
-            for _ in range(5)
-        ]
-        for inv in invs:
-            assert inv.wait(WAIT_S) is State.SUCCEEDED, inv.error
-    intervals = [json.loads(line) for line in record_path.read_text().splitlines()]
-    assert len(intervals) == 5
-    # A queued function starts only after a running one has exited, so its handler's start comes
-    # after the other's end: no timing assumptions, just the order of events.
-    events = sorted([(i["start"], 1) for i in intervals] + [(i["end"], -1) for i in intervals])
-    overlap = peak = 0
-    for _, delta in events:
-        overlap += delta
-        peak = max(peak, overlap)
-    assert peak <= 2
-
-
-def test_queue_is_first_in_first_out(tmp_path):
-    record_path = tmp_path / "order.jsonl"
-    with LocalPlatform(concurrency=1) as plat:
-        invs = [
-            plat.invoke("smoke", {"record_path": str(record_path)}, memory_mb=512, timeout_s=60)
-            for _ in range(3)
-        ]
-        for inv in invs:
-            assert inv.wait(WAIT_S) is State.SUCCEEDED, inv.error
-    ran = [json.loads(line)["request_id"] for line in record_path.read_text().splitlines()]
-    assert ran == [inv.request_id for inv in invs]
-
-
-def test_payload_limits(plat):
-    with pytest.raises(PayloadTooLarge, match=r"\d{3},\d{3} bytes is over the 262,144-byte limit"):
-        plat.invoke("smoke", {"echo": "x" * 300_000}, memory_mb=256, timeout_s=30)
-    # The same payload is fine synchronously (6 MB), and comes back whole.
-    inv = plat.invoke("smoke", {"echo": "x" * 300_000}, memory_mb=256, timeout_s=30, sync=True)
-    assert inv.result()["echo"] == "x" * 300_000
-    with pytest.raises(PayloadTooLarge, match="6,291,456-byte limit"):
-        plat.invoke("smoke", {"echo": "x" * 6_300_000}, memory_mb=256, timeout_s=30, sync=True)
 
 
 def test_cpu_is_throttled_to_the_memory_share(plat):

@@ -121,7 +121,7 @@ def test_plot(coeffs, tmp_path):
 
 
 def test_transfer_and_prices_files(coeffs, tmp_path):
-    from fasdl.transfer import load_transfer, write_transfer_csv
+    from fasdl.perf.transfer import load_transfer, write_transfer_csv
 
     table = tmp_path / "transfer.csv"
     write_transfer_csv(load_transfer("aws").rows(), table)  # type: ignore[attr-defined]
@@ -144,12 +144,12 @@ def test_transfer_and_prices_files(coeffs, tmp_path):
         ({"deadline": "0"}, "deadline"),
         ({"deadline": "-5"}, "deadline"),
         ({"epochs": "0"}, "epochs"),
-        ({"min-memory": "8192", "max-memory": "4096"}, "min_memory"),
+        ({"min-memory": "8192", "max-memory": "4096"}, "--min-memory:"),
         ({"transfer": "gcp"}, "transfer"),
         ({"prices": "nowhere.json"}, "prices"),
         ({"gamma": "1.5"}, "gamma"),
-        ({"max-vcpus": "0"}, "max_vcpus"),
-        ({"max-vcpus": "nan"}, "max_vcpus"),
+        ({"max-vcpus": "0"}, "--max-vcpus:"),
+        ({"max-vcpus": "nan"}, "--max-vcpus:"),
     ],
 )
 def test_bad_input_exits_2(coeffs, tmp_path, change, needle):
@@ -191,3 +191,13 @@ def test_max_vcpus_caps_the_functions_running_at_once(coeffs, tmp_path):
     assert r.returncode == 0, r.stderr
     capped = json.loads(r.stdout)
     assert capped["num_workers"] * capped["memory"] / 1769 <= 4 + 1e-9
+
+
+def test_never_below_the_coeffs_min_memory(coeffs, tmp_path):
+    free = json.loads(fasdl(*base(coeffs, "--deadline", "1e9", "--json"), cwd=tmp_path).stdout)
+    floor = free["memory"] + 512  # the plan without a floor sits below it
+    coeffs.write_text(json.dumps({**COEFFS, "min_memory_mb": floor}))
+    for extra in ((), ("--min-memory", "128")):
+        r = fasdl(*base(coeffs, "--deadline", "1e9", "--json", *extra), cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["memory"] >= floor

@@ -18,10 +18,10 @@ import pytest
 
 from fasdl.cli.main import main
 from fasdl.models import build_model, count_parameters
+from fasdl.perf.transfer import load_transfer, read_transfer_csv
 from fasdl.profiler.handler import time_samples
 from fasdl.profiler.records import read_profile
 from fasdl.store import open_store
-from fasdl.transfer import load_transfer, read_transfer_csv
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -29,7 +29,7 @@ FAST = ["--dataset", "digits", "--iterations", "2", "--warmup", "1", "--sample-s
 
 
 def _cnn_numel() -> tuple[int, int]:
-    from fasdl.kreduce.flat import ModelVector
+    from fasdl.training import ModelVector
 
     model = build_model("cnn", num_classes=10, input_shape=(1, 8, 8))
     return ModelVector.attach(model).numel, count_parameters(model)
@@ -237,7 +237,7 @@ def test_bad_input_exits_2_before_anything_runs(tmp_path, capsys, changes, field
         x for flag, value in flags.items() for x in (flag, value) if x is not None
     ]
     assert main(argv) == 2
-    assert f"error: {field}" in capsys.readouterr().err
+    assert f"error: --{field}:" in capsys.readouterr().err  # the flag the user typed
     assert not out.exists() and not (tmp_path / "s").exists()  # nothing ran, nothing was written
 
 

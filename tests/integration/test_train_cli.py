@@ -43,24 +43,27 @@ def _files(root: Path) -> list[Path]:
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        (["-K", "4"], "pattern_k"),
-        (["-K", "0"], "pattern_k"),
-        (["--batch-agg", "0"], "batch_size_agg"),
-        (["--batch-wor", "0"], "batch_size_wor"),
-        (["--batch-agg", "200"], "batch_size_agg"),  # global batch 2*200 + 4 > 300 samples
-        (["--memory", "100"], "memory"),
-        (["--memory", "10241"], "memory"),
-        (["--func-time", "0"], "func_time"),
-        (["--func-time", "901"], "func_time"),
-        (["--epochs", "0"], "epochs"),
-        (["--model", "resnet9000"], "model"),
-        (["--dataset", "imagenet"], "dataset"),
-        (["--dataset", "cifar10:/nonexistent/cifar"], "dataset"),
-        (["--seed", "-1"], "seed"),
-        (["--job-id", "../escape"], "job_id"),
+        (["-K", "4"], "-K/--aggregators:"),
+        (["-K", "0"], "-K/--aggregators:"),
+        (["--batch-agg", "0"], "--batch-agg:"),
+        (["--batch-wor", "0"], "--batch-wor:"),
+        (["--batch-agg", "200"], "--batch-agg:"),  # global batch 2*200 + 4 > 300 samples
+        (["--memory", "100"], "--memory:"),
+        (["--memory", "10241"], "--memory:"),
+        (["--func-time", "0"], "--func-time:"),
+        (["--func-time", "901"], "--func-time:"),
+        (["--epochs", "0"], "--epochs:"),
+        (["--model", "resnet9000"], "--model:"),
+        (["--dataset", "imagenet"], "--dataset:"),
+        (["--dataset", "cifar10:/nonexistent/cifar"], "--dataset:"),
+        (["--seed", "-1"], "--seed:"),
+        (["--job-id", "../escape"], "--job-id:"),
+        (["--lr", "0"], "--lr:"),
+        (["--comm-timeout", "0"], "--comm-timeout:"),
+        (["--checkpoint-every", "1"], "--checkpoint-every:"),
     ],
 )
-def test_bad_input_exits_2_names_the_field_and_writes_nothing(
+def test_bad_input_exits_2_names_the_flag_and_writes_nothing(
     tmp_path, capsys, change, field
 ) -> None:
     store = tmp_path / "store"
@@ -86,8 +89,46 @@ def test_help_and_bad_flag_as_subprocess(tmp_path) -> None:
         text=True,
         timeout=120,
     )
-    assert bad.returncode == 2 and "pattern_k" in bad.stderr
+    assert bad.returncode == 2 and "error: -K/--aggregators: K = 9" in bad.stderr
+    assert "pattern_k" not in bad.stderr and "num_aggregators" not in bad.stderr
     assert _files(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "named"),
+    [
+        ({"pattern_k": "0", "num_workers": "3"}, "pattern_k in "),
+        ({"pattern_k": "5", "num_workers": "3"}, "pattern_k in "),
+        ({"memory": "100"}, "memory in "),
+        ({"func_time": "0"}, "func_time in "),
+        ({"l_r": "-1"}, "l_r in "),
+        ({"batch_size_agg": "x"}, "batch_size_agg in "),
+        ({"num_aggregators": 0}, "num_aggregators in "),  # our own field names work too
+        ({"batch_size_agg": 200, "num_workers": 3, "pattern_k": 2}, "batch_size_agg in "),
+        ({"job_id": 5}, "job_id in "),  # not a string: bad input, not a crash
+        ({"tmp_bucket": 5}, "tmp_bucket in "),
+        ({"epochs": "inf"}, "epochs in "),
+        ({"momentum": "nan"}, "momentum in "),
+    ],
+)
+def test_a_bad_payload_names_the_payload_key(tmp_path, capsys, payload, named) -> None:
+    path = tmp_path / "payload.json"
+    path.write_text(json.dumps({"train_net": "mlp", **payload}))
+    store = tmp_path / "store"
+    argv = ["train", "--payload", str(path), "--dataset", "synthetic:300", "--platform", "inline"]
+    code = main([*argv, "--store", store.as_uri()])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"error: {named}{path}:" in err, err
+    assert _files(store) == []
+
+
+def test_a_flag_overriding_the_payload_is_named_as_the_flag(tmp_path, capsys) -> None:
+    path = tmp_path / "payload.json"
+    path.write_text(json.dumps({"train_net": "mlp", "pattern_k": "1", "num_workers": "3"}))
+    argv = ["train", "--payload", str(path), "-K", "0", "--store", (tmp_path / "s").as_uri()]
+    assert main(argv) == 2
+    assert "error: -K/--aggregators:" in capsys.readouterr().err
 
 
 def test_seed_payload_with_cifar10_in_the_data_prefix(tmp_path) -> None:
@@ -195,7 +236,7 @@ def test_func_time_too_short_for_one_iteration(tmp_path, capsys) -> None:
         ]
     )
     assert code == 2
-    assert "func_time" in capsys.readouterr().err
+    assert "--func-time" in capsys.readouterr().err
 
 
 def test_the_optimizers_plan_trains(tmp_path) -> None:

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from fasdl.errors import InvalidInput
-from fasdl.profiler.coeffs_io import Coeffs, coeffs_from_dict, read_coeffs, write_coeffs
+from fasdl.perf.coefficients import Coefficients, read_coefficients, write_coefficients
+from fasdl.perf.transfer import TableTransferModel, write_transfer_csv
 from fasdl.profiler.fit import train_time_s, trans_time_s
 from fasdl.profiler.fit_report import fit_files
 from fasdl.profiler.records import ProfileSample, append_sample
-from fasdl.transfer import TableTransferModel, write_transfer_csv
 
 HAND_WRITTEN = {"a": 20.0, "b": 8.0, "m": 200.0, "k1": 3.0, "k2": -0.8, "model_size_mb": 44.6}
 
@@ -44,7 +44,7 @@ def write_seed_profile(path):
 def test_hand_written_coeffs_with_the_six_keys_read(tmp_path):
     path = tmp_path / "coeffs.json"
     path.write_text(json.dumps(HAND_WRITTEN))
-    c = read_coeffs(path)
+    c = read_coefficients(path)
     assert (c.a, c.b, c.m, c.k1, c.k2, c.model_size_mb) == (20.0, 8.0, 200.0, 3.0, -0.8, 44.6)
     assert c.num_params is None and c.transfer is None and c.transfer_model() is None
 
@@ -56,10 +56,12 @@ def test_write_read_round_trip(tmp_path):
             for s in (1, 2, 4)
         ]
     )
-    c = Coeffs(**HAND_WRITTEN, num_params=1234, transfer=table.to_dict(), provenance={"by": "hand"})
+    c = Coefficients(
+        **HAND_WRITTEN, num_params=1234, transfer=table.to_dict(), provenance={"by": "hand"}
+    )
     path = tmp_path / "coeffs.json"
-    write_coeffs(path, c)
-    back = read_coeffs(path)
+    write_coefficients(path, c)
+    back = read_coefficients(path)
     assert back == c
     assert back.transfer_model() == table
     assert list(json.loads(path.read_text()))[:7] == [
@@ -88,25 +90,25 @@ def test_write_read_round_trip(tmp_path):
 )
 def test_bad_coeffs(change, match):
     with pytest.raises(InvalidInput, match=match):
-        coeffs_from_dict({**HAND_WRITTEN, **change})
+        Coefficients.from_dict({**HAND_WRITTEN, **change})
 
 
 def test_missing_keys_and_bad_json(tmp_path):
     with pytest.raises(InvalidInput, match="lacks k2, model_size_mb"):
-        coeffs_from_dict(
+        Coefficients.from_dict(
             {k: v for k, v in HAND_WRITTEN.items() if k not in ("k2", "model_size_mb")}
         )
     path = tmp_path / "coeffs.json"
     path.write_text('{"a": 1,\n "b": }')
     with pytest.raises(InvalidInput, match="line 2: not valid JSON"):
-        read_coeffs(path)
+        read_coefficients(path)
     path.write_text("[1, 2]")
     with pytest.raises(InvalidInput, match="JSON object"):
-        read_coeffs(path)
+        read_coefficients(path)
 
 
 def test_null_model_size_is_allowed():
-    assert coeffs_from_dict({**HAND_WRITTEN, "model_size_mb": None}).model_size_mb is None
+    assert Coefficients.from_dict({**HAND_WRITTEN, "model_size_mb": None}).model_size_mb is None
 
 
 def test_fit_files_records_where_everything_came_from(tmp_path):

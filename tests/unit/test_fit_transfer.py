@@ -7,9 +7,14 @@ import pytest
 from scipy.optimize import least_squares
 
 from fasdl.errors import InvalidInput
+from fasdl.perf.transfer import (
+    LatencyBandwidthModel,
+    TableTransferModel,
+    read_transfer_csv,
+    transfer_from_dict,
+)
 from fasdl.profiler.fit import F_SCALE
-from fasdl.profiler.fit_transfer import LatencyBandwidthModel, fit_line, fit_transfer
-from fasdl.transfer import TableTransferModel, read_transfer_csv, transfer_from_dict
+from fasdl.profiler.fit_transfer import fit_line, fit_transfer
 
 SIZES = [1, 2, 4, 8, 16, 32, 64]
 # memory: (put latency s, put MB/s, get latency s, get MB/s)

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from fasdl.kreduce.flat import ModelVector, chunk_bounds
 from fasdl.kreduce.protocol import decode_merged, encode_merged, merge_weights, weighted_sum
+from fasdl.training import ModelVector, chunk_bounds
 
 
 def _net() -> nn.Module:

@@ -8,8 +8,9 @@ import math
 import pytest
 
 from fasdl.errors import InvalidInput
-from fasdl.optimizer.coeffs import REQUIRED_KEYS, coefficients_from_dict, load_coefficients
-from fasdl.optimizer.prices import load_prices, prices_from_dict
+from fasdl.perf.coefficients import REQUIRED_KEYS, Coefficients, read_coefficients
+from fasdl.pricing import BILLED_AS, PRICED_KINDS, load_prices, prices_from_dict
+from fasdl.store import REQUEST_KINDS
 
 GOOD = {"a": 600.0, "b": 10.0, "m": 200.0, "k1": 2.0, "k2": -0.2, "model_size_mb": 45.0}
 
@@ -17,7 +18,7 @@ GOOD = {"a": 600.0, "b": 10.0, "m": 200.0, "k1": 2.0, "k2": -0.2, "model_size_mb
 def test_hand_written_six_keys_load(tmp_path):
     path = tmp_path / "coeffs.json"
     path.write_text(json.dumps(GOOD))
-    c = load_coefficients(path)
+    c = read_coefficients(path)
     assert (c.a, c.b, c.m, c.k1, c.k2, c.model_size_mb) == tuple(GOOD.values())
     assert c.transfer is None and c.num_params is None
     assert c.train_s(40, 1024) == pytest.approx(600 * 50 / 1224)
@@ -29,20 +30,25 @@ def test_optional_keys_and_provenance_are_kept():
         GOOD,
         num_params=11_000_000,
         transfer={"kind": "preset", "name": "aws"},
-        fitted_on="resnet18",
-        r2=0.99,
+        provenance={"fitted_on": "resnet18", "r2": 0.99},
     )
-    c = coefficients_from_dict(d)
+    c = Coefficients.from_dict(d)
     assert c.num_params == 11_000_000
     assert c.transfer == {"kind": "preset", "name": "aws"}
     assert c.provenance == {"fitted_on": "resnet18", "r2": 0.99}
+
+
+def test_unknown_top_level_key_is_refused_by_name():
+    # One schema for coeffs.json: notes belong inside "provenance", a misspelt key is an error.
+    with pytest.raises(InvalidInput, match="unknown keys fitted_on"):
+        Coefficients.from_dict(dict(GOOD, fitted_on="resnet18"))
 
 
 @pytest.mark.parametrize("key", REQUIRED_KEYS)
 def test_missing_key_is_named(key):
     d = {k: v for k, v in GOOD.items() if k != key}
     with pytest.raises(InvalidInput, match=key):
-        coefficients_from_dict(d)
+        Coefficients.from_dict(d)
 
 
 @pytest.mark.parametrize(
@@ -50,7 +56,7 @@ def test_missing_key_is_named(key):
 )
 def test_malformed_value_is_named(key, value):
     with pytest.raises(InvalidInput, match=f"{key}"):
-        coefficients_from_dict(dict(GOOD, **{key: value}))
+        Coefficients.from_dict(dict(GOOD, **{key: value}))
 
 
 @pytest.mark.parametrize(
@@ -58,18 +64,18 @@ def test_malformed_value_is_named(key, value):
 )
 def test_impossible_value_is_refused(key, value):
     with pytest.raises(InvalidInput, match=key):
-        coefficients_from_dict(dict(GOOD, **{key: value}))
+        Coefficients.from_dict(dict(GOOD, **{key: value}))
 
 
 def test_not_an_object_and_not_json(tmp_path):
     with pytest.raises(InvalidInput, match="JSON object"):
-        coefficients_from_dict([1, 2, 3])
+        Coefficients.from_dict([1, 2, 3])
     bad = tmp_path / "c.json"
     bad.write_text("{a: 1")
     with pytest.raises(InvalidInput, match="not valid JSON"):
-        load_coefficients(bad)
+        read_coefficients(bad)
     with pytest.raises(InvalidInput, match="no file"):
-        load_coefficients(tmp_path / "missing.json")
+        read_coefficients(tmp_path / "missing.json")
 
 
 def test_aws_prices_per_request_and_per_arch():
@@ -100,3 +106,13 @@ def test_price_file_replaces_the_preset(tmp_path):
         prices_from_dict(table)
     with pytest.raises(InvalidInput, match="no file"):
         load_prices(str(tmp_path / "none.json"))
+
+
+def test_one_request_kind_list_a_head_is_billed_as_a_get():
+    # The store's kinds are the only list; a table prices all but HEAD, which S3 bills as a GET.
+    assert set(PRICED_KINDS) | set(BILLED_AS) == set(REQUEST_KINDS)
+    p = load_prices("aws")
+    assert p.request_usd("HEAD") == p.request_usd("GET")
+    assert p.storage_cost({k: 1000 for k in REQUEST_KINDS}) == pytest.approx(
+        1000 * (sum(p.request_usd(k) for k in PRICED_KINDS) + p.request_usd("GET"))
+    )

@@ -11,14 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fasdl.errors import InvalidInput
-from fasdl.optimizer.coeffs import coefficients_from_dict
 from fasdl.optimizer.grid import memory_grid, predict, transfer_grid
 from fasdl.optimizer.model import PROBLEMS, Scenario, batch_size_agg, evaluate
-from fasdl.optimizer.prices import load_prices
-from fasdl.transfer import load_transfer
+from fasdl.perf.coefficients import Coefficients
+from fasdl.perf.transfer import load_transfer
+from fasdl.pricing import load_prices
 
 PRICES = load_prices("aws")
-COEFFS = coefficients_from_dict(
+COEFFS = Coefficients.from_dict(
     {"a": 500.0, "b": 10.0, "m": 100.0, "k1": 1.0, "k2": -0.1, "model_size_mb": 40.0}
 )
 

@@ -9,13 +9,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fasdl.optimizer.coeffs import coefficients_from_dict
 from fasdl.optimizer.grid import memory_grid, predict
 from fasdl.optimizer.model import Scenario, evaluate
 from fasdl.optimizer.plan import NoPlan, optimize, search_space
-from fasdl.optimizer.prices import load_prices
 from fasdl.optimizer.search import exhaustive_frontier, improved_frontier, paper_heuristic, search
-from fasdl.transfer import load_transfer
+from fasdl.perf.coefficients import Coefficients
+from fasdl.perf.transfer import load_transfer
+from fasdl.pricing import load_prices
 
 PRICES = load_prices("aws")
 AWS = load_transfer("aws")
@@ -41,7 +41,7 @@ def scenarios(draw) -> Scenario:
     """ResNet-18-ish coefficients: a 300–1000 s·MB/sample, b 5–20, m 0–500, T_trans 0.1–1 s."""
     k2 = draw(st.floats(-0.3, 0.1))
     trans_at_1gb = draw(st.floats(0.1, 1.0))
-    coeffs = coefficients_from_dict(
+    coeffs = Coefficients.from_dict(
         {
             "a": draw(st.floats(300, 1000)),
             "b": draw(st.floats(5, 20)),
@@ -158,11 +158,12 @@ def test_every_plan_meets_its_deadline(s, transfer, slack, method):
         return
     assert plan.prediction.time_s <= deadline
     again = predict(
-        s, transfer, plan.num_workers, plan.pattern_k, plan.memory
+        s, transfer, plan.num_workers, plan.num_aggregators, plan.memory_mb
     )  # straight from the protocol
     assert again.problem is None
     assert again.time_s == pytest.approx(plan.prediction.time_s, rel=1e-9)
-    assert plan.scatter_reduce.pattern_k == plan.num_workers and plan.all_reduce.pattern_k == 1
+    assert plan.scatter_reduce.num_aggregators == plan.num_workers
+    assert plan.all_reduce.num_aggregators == 1
 
 
 @given(s=scenarios(), transfer=TRANSFERS)
@@ -179,7 +180,7 @@ def test_frontier_is_a_pareto_frontier(s, transfer):
 
 def _resnet_like() -> Scenario:
     return Scenario(
-        coeffs=coefficients_from_dict(
+        coeffs=Coefficients.from_dict(
             {"a": 600, "b": 10, "m": 200, "k1": 0.5, "k2": 0.0, "model_size_mb": 45}
         ),
         prices=PRICES,
@@ -216,7 +217,7 @@ PAPER_FAILS = {"a": 400, "b": 6, "m": 1, "k1": 1.0, "k2": -0.2, "model_size_mb":
 
 def test_paper_heuristic_is_not_monotone_and_ours_is():
     s = Scenario(
-        coeffs=coefficients_from_dict(PAPER_FAILS), prices=PRICES, samples=50_000, epochs=10
+        coeffs=Coefficients.from_dict(PAPER_FAILS), prices=PRICES, samples=50_000, epochs=10
     )
     grid = search_space(s, AWS)
     paper = {d: paper_heuristic(s, grid, d)[0] for d in (14_400, 28_800)}
@@ -231,7 +232,7 @@ def test_paper_heuristic_is_not_monotone_and_ours_is():
 
 def test_paper_heuristic_needs_a_deadline():
     s = Scenario(
-        coeffs=coefficients_from_dict(PAPER_FAILS), prices=PRICES, samples=50_000, epochs=1
+        coeffs=Coefficients.from_dict(PAPER_FAILS), prices=PRICES, samples=50_000, epochs=1
     )
     with pytest.raises(ValueError, match="deadline"):
         search(s, search_space(s, AWS, COARSE), method="paper", budget_usd=10.0)

@@ -1,14 +1,18 @@
 """Transfer-time models: seconds to put or get an object of S MB from a function of M MB.
 
-The optimizer needs only ``put_s`` and ``get_s``; the profiler fits or tabulates them. A model
-serialises to a plain dict (``to_dict`` / ``transfer_from_dict``) that lives in coeffs.json.
-The AWS preset is the table the original FasDL measured on Lambda against S3.
+Every model lives here: the measured table (``TableTransferModel``), latency plus size over
+bandwidth (``LatencyBandwidthModel``), the reference CSV format and the presets. The optimizer
+needs only ``put_s`` and ``get_s``; the profiler fits the models (``fasdl.profiler.fit_transfer``).
+A model serialises to a plain dict (``to_dict`` / ``transfer_from_dict``) that lives in
+coeffs.json. The AWS preset is the table the original FasDL measured on Lambda against S3. Only
+NumPy is imported: loading a model must not pay for SciPy.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -20,6 +24,8 @@ from fasdl.errors import InvalidInput
 
 CSV_COLUMNS = ("memory_mb", "object_mb", "upload_s", "download_s", "samples")
 PRESETS = {"aws": "aws-lambda-s3-transfer-times.csv"}
+LATENCY_BANDWIDTH = "latency_bandwidth"
+_ROW_KEYS = ("memory_mb", "put_latency_s", "put_mb_per_s", "get_latency_s", "get_mb_per_s")
 
 
 class TransferModel(Protocol):
@@ -105,6 +111,90 @@ class TableTransferModel:
         return {"kind": "table", "source": self.source, "rows": self.rows()}
 
 
+@dataclass(frozen=True)
+class LatencyBandwidthModel:
+    """t = latency + size_mb / mb_per_s, with both parameters per memory size (``TransferModel``)."""
+
+    memory_mb: tuple[float, ...]
+    put_latency_s: tuple[float, ...]
+    put_mb_per_s: tuple[float, ...]
+    get_latency_s: tuple[float, ...]
+    get_mb_per_s: tuple[float, ...]
+    source: str = "fit"
+
+    def __post_init__(self) -> None:
+        n = len(self.memory_mb)
+        columns = (self.put_latency_s, self.put_mb_per_s, self.get_latency_s, self.get_mb_per_s)
+        if n == 0 or any(len(c) != n for c in columns):
+            raise InvalidInput(
+                "transfer", "a latency_bandwidth model needs one row of parameters per memory size"
+            )
+        if list(self.memory_mb) != sorted(set(self.memory_mb)):
+            raise InvalidInput(
+                "transfer", "latency_bandwidth memory sizes must be distinct and increasing"
+            )
+        values = np.asarray(columns, dtype=float)
+        if (
+            not np.all(np.isfinite(values))
+            or np.any(values[[0, 2]] < 0)
+            or np.any(values[[1, 3]] <= 0)
+        ):
+            raise InvalidInput("transfer", "latencies must be ≥ 0 s and bandwidths > 0 MB/s")
+
+    def _time(
+        self,
+        latency: tuple[float, ...],
+        mb_per_s: tuple[float, ...],
+        size_mb: float,
+        memory_mb: float,
+    ) -> float:
+        lat = float(np.interp(memory_mb, self.memory_mb, latency))
+        bw = float(np.interp(memory_mb, self.memory_mb, mb_per_s))
+        return lat + size_mb / bw
+
+    def put_s(self, size_mb: float, memory_mb: float) -> float:
+        return self._time(self.put_latency_s, self.put_mb_per_s, size_mb, memory_mb)
+
+    def get_s(self, size_mb: float, memory_mb: float) -> float:
+        return self._time(self.get_latency_s, self.get_mb_per_s, size_mb, memory_mb)
+
+    def to_dict(self) -> dict[str, Any]:
+        rows = [
+            dict(zip(_ROW_KEYS, values, strict=True))
+            for values in zip(
+                self.memory_mb,
+                self.put_latency_s,
+                self.put_mb_per_s,
+                self.get_latency_s,
+                self.get_mb_per_s,
+                strict=True,
+            )
+        ]
+        return {"kind": LATENCY_BANDWIDTH, "source": self.source, "rows": rows}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> LatencyBandwidthModel:
+        if d.get("kind") != LATENCY_BANDWIDTH:
+            raise InvalidInput("transfer", f"kind {d.get('kind')!r} is not {LATENCY_BANDWIDTH!r}")
+        rows = d.get("rows")
+        if not isinstance(rows, list) or not rows:
+            raise InvalidInput(
+                "transfer", "a latency_bandwidth model needs a non-empty list 'rows'"
+            )
+        try:
+            rows = sorted(rows, key=lambda r: float(r["memory_mb"]))
+            columns = [tuple(float(r[k]) for r in rows) for k in _ROW_KEYS]
+        except (KeyError, TypeError, ValueError) as e:
+            raise InvalidInput(
+                "transfer",
+                f"latency_bandwidth rows need the keys {', '.join(_ROW_KEYS)} as numbers ({e!r})",
+            ) from e
+        memory, put_latency, put_bw, get_latency, get_bw = columns
+        return cls(
+            memory, put_latency, put_bw, get_latency, get_bw, source=str(d.get("source", "fit"))
+        )
+
+
 def _interp_extrap(x: float, xs: Any, ys: Any) -> float:
     xs = np.asarray(xs, dtype=float)
     ys = np.asarray(ys, dtype=float)
@@ -183,9 +273,7 @@ def transfer_from_dict(d: dict[str, Any]) -> TransferModel:
         return TableTransferModel.from_rows(d["rows"], source=d.get("source", "table"))
     if kind == "preset":
         return load_transfer(d["name"])
-    if kind == "latency_bandwidth":
-        from fasdl.profiler.fit_transfer import LatencyBandwidthModel
-
+    if kind == LATENCY_BANDWIDTH:
         return LatencyBandwidthModel.from_dict(d)
     raise InvalidInput(
         "transfer",

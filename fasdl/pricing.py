@@ -1,7 +1,10 @@
 """Price tables: what a GB-second, an invocation and each kind of store request cost.
 
-The AWS table ships as ``fasdl/presets/aws-prices.json``; ``--prices FILE`` replaces it with a
-file of the same shape. No price lives in code.
+The one price table, used by the optimizer (predicted cost) and by K-Reduce (a job's measured
+cost). The AWS table ships as ``fasdl/presets/aws-prices.json``; ``--prices FILE`` replaces it
+with a file of the same shape. No price lives in code. The request kinds are the store's
+(``fasdl.store.REQUEST_KINDS``); a kind in ``BILLED_AS`` (HEAD) is billed as another (GET), as
+S3 does, unless the table prices it itself.
 """
 
 from __future__ import annotations
@@ -14,23 +17,25 @@ from pathlib import Path
 from typing import Any
 
 from fasdl.errors import InvalidInput
+from fasdl.store.base import REQUEST_KINDS
 
 PRESETS = {"aws": "aws-prices.json"}
-REQUEST_KINDS = ("PUT", "GET", "LIST", "DELETE")
+BILLED_AS = {"HEAD": "GET"}  # S3 bills a HEAD as a GET
+# The kinds a price table must price: every request kind not billed as another.
+PRICED_KINDS = tuple(k for k in REQUEST_KINDS if k not in BILLED_AS)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Prices:
     usd_per_gb_second: float
     usd_per_invocation: float
-    usd_per_request: dict[str, float]  # by kind: PUT, GET, LIST, DELETE
+    usd_per_request: dict[str, float]  # by kind: every PRICED_KIND, HEAD when the table has it
     arch: str
     source: str
 
     def request_usd(self, kind: str) -> float:
-        # S3 bills a HEAD as a GET; a table may price it separately.
-        if kind == "HEAD" and kind not in self.usd_per_request:
-            kind = "GET"
+        if kind not in self.usd_per_request:  # a HEAD is a GET, unless the table says otherwise
+            kind = BILLED_AS.get(kind, kind)
         return self.usd_per_request[kind]
 
     def function_cost(self, gb_s: float, invocations: int) -> float:
@@ -74,7 +79,7 @@ def prices_from_dict(d: Any, arch: str = "x86", where: str = "prices") -> Prices
         raise InvalidInput(
             f"{where}: store.usd_per_1000_requests", "must map request kinds to prices"
         )
-    missing = [k for k in REQUEST_KINDS if k not in per_1000]
+    missing = [k for k in PRICED_KINDS if k not in per_1000]
     if missing:
         raise InvalidInput(
             f"{where}: store.usd_per_1000_requests",
@@ -86,7 +91,7 @@ def prices_from_dict(d: Any, arch: str = "x86", where: str = "prices") -> Prices
         usd_per_invocation=_price(per_million, f"{where}: function.usd_per_million_requests") / 1e6,
         usd_per_request={
             k: _price(per_1000[k], f"{where}: store.usd_per_1000_requests.{k}") / 1000
-            for k in (*REQUEST_KINDS, "HEAD")
+            for k in REQUEST_KINDS
             if k in per_1000
         },
         arch=arch,

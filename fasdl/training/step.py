@@ -1,0 +1,69 @@
+"""The training step both K-Reduce workers and the profiler run, so that what is profiled is
+what is trained: the same seeded model, the same optimizer, the same forward-backward-step, and
+the checkpoint format a resumed worker reads back.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import torch
+from torch import nn
+
+from fasdl.models import build_model
+from fasdl.training.vector import ModelVector
+
+_INIT_LOCK = threading.Lock()  # the global RNG: inline workers share a process
+
+
+def seeded_model(
+    name: str, seed: int, num_classes: int, input_shape: tuple[int, int, int]
+) -> nn.Module:
+    """The same initial weights for the same seed, whichever thread builds it."""
+    with _INIT_LOCK:
+        torch.manual_seed(seed)
+        return build_model(name, num_classes=num_classes, input_shape=input_shape)
+
+
+def make_optimizer(
+    model: nn.Module, *, lr: float, momentum: float, weight_decay: float = 0.0
+) -> torch.optim.Optimizer:
+    """SGD with momentum: the optimizer of every FasDL job (and of every profiled iteration)."""
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def train_step(
+    model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
+) -> float:
+    """One forward, backward and optimizer step on one batch; returns the batch's loss."""
+    model.train()
+    opt.zero_grad(set_to_none=True)
+    loss = nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+    return float(loss.detach())
+
+
+def save_checkpoint(iteration: int, vec: ModelVector, opt: torch.optim.Optimizer) -> bytes:
+    """The weights (the model's vector) and the optimizer's state after ``iteration``."""
+    buf = io.BytesIO()
+    torch.save(
+        {"iteration": iteration, "vector": vec.flat.clone(), "optimizer": opt.state_dict()}, buf
+    )
+    return buf.getvalue()
+
+
+def load_checkpoint(blob: bytes, vec: ModelVector, opt: torch.optim.Optimizer) -> int:
+    """Restore what ``save_checkpoint`` saved into ``vec`` and ``opt``; returns its iteration."""
+    state = torch.load(io.BytesIO(blob), weights_only=True)
+    vec.flat.copy_(state["vector"])
+    opt.load_state_dict(state["optimizer"])
+    return int(state["iteration"])
+
+
+def state_dict_bytes(model: nn.Module) -> bytes:
+    """The trained model as ``torch.save(model.state_dict())`` bytes."""
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.getvalue()
