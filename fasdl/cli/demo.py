@@ -26,7 +26,7 @@ DEMO_JOB = {
 }
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "demo",
         help="run a complete small K-Reduce job locally (one to two minutes on 2 cores)",

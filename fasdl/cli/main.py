@@ -17,7 +17,7 @@ import importlib
 import sys
 import traceback
 import warnings
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 from fasdl import __version__
 from fasdl.errors import FasdlError, InvalidInput, PlanInfeasible
@@ -44,7 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
     print(f"fasdl: warning: {message}", file=sys.stderr)
 
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from fasdl.perf.transfer import TransferModel
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from fasdl.optimizer.grid import DEFAULT_MEMORY_STEP_MB
     from fasdl.optimizer.model import DEFAULT_GAMMA, DEFAULT_MAX_GLOBAL_BATCH
     from fasdl.optimizer.search import DEFAULT_MAX_WORKERS

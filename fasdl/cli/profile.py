@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fasdl.errors import InvalidInput
 
@@ -33,7 +33,7 @@ examples:
 """
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "profile",
         help="time a model on the function platform at several memory and batch sizes",
@@ -311,7 +311,7 @@ def _transfer_with_progress(
         bar.close()
 
 
-def _outcome_dict(o: TransferOutcome) -> dict:
+def _outcome_dict(o: TransferOutcome) -> dict[str, Any]:
     return {
         "memory_mb": o.memory_mb,
         "state": o.state,

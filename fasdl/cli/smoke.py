@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from fasdl.platform.smoke import JOBS, SmokeReport, run_smoke
 
@@ -18,7 +19,7 @@ Exit code 0 if every invocation succeeded, 1 otherwise.
 """
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "smoke",
         help="run a few functions on the platform and print their records",
@@ -95,7 +96,7 @@ def format_report(report: SmokeReport) -> str:
     return "\n".join(lines)
 
 
-def _summarise(rec: dict, result: object) -> str:
+def _summarise(rec: dict[str, Any], result: object) -> str:
     if rec["state"] != "succeeded":
         return (rec.get("error") or "").splitlines()[0][:80] if rec.get("error") else ""
     if isinstance(result, dict) and "elapsed_s" in result:

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fasdl.errors import InvalidInput
-from fasdl.kreduce.config import PATTERNS, SEED_FIELDS, JobConfig, read_job_file
+from fasdl.kreduce.config import (
+    MERGES,
+    PATTERNS,
+    SEED_FIELDS,
+    JobConfig,
+    is_seed_payload,
+    read_job_file,
+)
 
 if TYPE_CHECKING:
     from fasdl.kreduce.coordinator import JobSummary
@@ -27,6 +34,7 @@ FLAG_FIELDS = {
     "epochs": "epochs",
     "lr": "lr",
     "momentum": "momentum",
+    "merge": "merge",
     "memory": "memory_mb",
     "func_time": "func_time_s",
     "seed": "seed",
@@ -58,7 +66,17 @@ def add_job_flags(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--epochs", type=int)
     g.add_argument("--lr", type=float, help="learning rate (l_r)")
-    g.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
+    g.add_argument(
+        "--momentum",
+        type=float,
+        help="SGD momentum (default 0.9; 0 for a seed payload, as the original FasDL trains)",
+    )
+    g.add_argument(
+        "--merge",
+        choices=MERGES,
+        help="how the aggregators average the workers' models: batch (weighted by batch size, "
+        "the default) or mean (equal weights; the default for a seed payload)",
+    )
     g.add_argument("--memory", type=int, help="function memory in MB, 128-10240 (memory)")
     g.add_argument(
         "--func-time",
@@ -69,7 +87,8 @@ def add_job_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--pattern",
         choices=PATTERNS,
-        help="kreduce (free K), scatter_reduce (K=W, A=B) or allreduce (K=1)",
+        help="kreduce (free K; non-aggregators never wait), or the synchronous baselines "
+        "scatter_reduce (K=W, A=B) and allreduce (K=1, A=B)",
     )
     g.add_argument(
         "--store",
@@ -92,7 +111,7 @@ def add_job_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "train",
         help="train a model with K-Reduce on the function platform",
@@ -138,7 +157,9 @@ def _config(
     overrides = _flag_overrides(args)
     if "store" not in base and "store" not in overrides:
         overrides["store"] = (Path.cwd() / "fasdl-runs").as_uri()
-    return JobConfig.from_payload(base, **overrides)
+    payload = getattr(args, "payload", None)
+    seed = any(source == payload and is_seed_payload(d) for source, d in files)
+    return JobConfig.from_payload(base, seed_semantics=seed, **overrides)
 
 
 @contextlib.contextmanager
@@ -220,6 +241,8 @@ def print_summary(s: JobSummary) -> None:
         f"B={c['batch_size_agg']} A={c['batch_size_wor']}, {c['memory_mb']} MB, {c['pattern']}",
         f"  iterations      {s.iterations} ({s.iterations_per_epoch}/epoch, {s.rounds} invocation round(s), {s.invocations} invocations)",
         f"  wall time       {s.wall_time_s:.1f} s",
+        f"  training        SGD lr {c['lr']:g}, momentum {c['momentum']:g}, merge {c['merge']}"
+        + (", synchronous" if c["pattern"] != "kreduce" else ""),
         f"  train / comm    {s.train_time_s:.1f} s / {s.comm_time_s:.1f} s per worker",
         f"  billed          {s.billed_gb_s:.2f} GB-s",
         f"  requests        {req}",

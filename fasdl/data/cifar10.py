@@ -203,7 +203,7 @@ class _BatchUnpickler(pickle.Unpickler):
 
 def _decode(raw: bytes, name: str, where: str) -> dict[bytes, Any]:
     try:
-        batch = _BatchUnpickler(io.BytesIO(raw), encoding="bytes").load()
+        batch: dict[bytes, Any] = _BatchUnpickler(io.BytesIO(raw), encoding="bytes").load()
         data, labels = batch[b"data"], batch[b"labels"]
         ok = (
             isinstance(data, np.ndarray)

@@ -19,6 +19,11 @@ from fasdl.platform.limits import check_memory_mb, check_timeout_s
 from fasdl.validate import finite_number, positive_number, whole_number
 
 PATTERNS = ("kreduce", "scatter_reduce", "allreduce")
+SYNCHRONOUS_PATTERNS = ("scatter_reduce", "allreduce")  # every worker waits for merged(t)
+MERGES = ("batch", "mean")  # the average: weighted by batch size, or equal weights (the seed's)
+# What the original FasDL trains with: an equal-weight average and SGD without momentum. A seed
+# payload (one that uses the seed's own field names) gets these unless it says otherwise.
+SEED_SEMANTICS = {"merge": "mean", "momentum": 0.0}
 
 # The seed's trigger payload field -> our field.
 SEED_FIELDS = {
@@ -53,6 +58,7 @@ _TEXT_FIELDS = (
     "model",
     "dataset",
     "pattern",
+    "merge",
     "store",
     "platform",
     "job_id",
@@ -80,6 +86,7 @@ class JobConfig:
     epochs: int = 1
     lr: float = 0.05
     momentum: float = 0.9
+    merge: str = "batch"
     weight_decay: float = 0.0
     memory_mb: int = 1769
     func_time_s: float = 900.0
@@ -109,6 +116,10 @@ class JobConfig:
         if self.pattern not in PATTERNS:
             raise InvalidInput(
                 "pattern", f"unknown pattern {self.pattern!r}", f"known: {', '.join(PATTERNS)}"
+            )
+        if self.merge not in MERGES:
+            raise InvalidInput(
+                "merge", f"unknown merge {self.merge!r}", f"known: {', '.join(MERGES)}"
             )
         whole_number(self.num_workers, "num_workers", minimum=1, fix="use at least one worker")
         whole_number(
@@ -160,14 +171,21 @@ class JobConfig:
 
     # -- derived --------------------------------------------------------------------------------
     def resolved(self) -> JobConfig:
-        """Apply the pattern: ScatterReduce is K = W with equal batches, AllReduce is K = 1."""
+        """Apply the pattern: ScatterReduce is K = W, AllReduce K = 1, both with equal batches
+        (A = B) and synchronous (``synchronous``)."""
         if self.pattern == "scatter_reduce":
             return dataclasses.replace(
                 self, num_aggregators=self.num_workers, batch_size_wor=self.batch_size_agg
             )
         if self.pattern == "allreduce":
-            return dataclasses.replace(self, num_aggregators=1)
+            return dataclasses.replace(self, num_aggregators=1, batch_size_wor=self.batch_size_agg)
         return self
+
+    @property
+    def synchronous(self) -> bool:
+        """Every worker continues from merged(t) (the baselines); K-Reduce's non-aggregators
+        continue from merged(t-1) and never wait for the aggregation."""
+        return self.pattern in SYNCHRONOUS_PATTERNS
 
     @property
     def batch_sizes(self) -> list[int]:
@@ -195,9 +213,15 @@ class JobConfig:
         return cls(**{k: _coerce(k, v) for k, v in d.items()})
 
     @classmethod
-    def from_payload(cls, payload: dict[str, Any], **overrides: Any) -> JobConfig:
-        """The seed's trigger payload (its field names, values often strings) plus overrides."""
-        d: dict[str, Any] = {}
+    def from_payload(
+        cls, payload: dict[str, Any], *, seed_semantics: bool = False, **overrides: Any
+    ) -> JobConfig:
+        """The seed's trigger payload (its field names, values often strings) plus overrides.
+
+        With ``seed_semantics`` (a payload written for the original FasDL: ``is_seed_payload``),
+        the merge and momentum default to the seed's (``SEED_SEMANTICS``) unless given.
+        """
+        d: dict[str, Any] = dict(SEED_SEMANTICS) if seed_semantics else {}
         for k, v in payload.items():
             if k in SEED_FIELDS:
                 d[SEED_FIELDS[k]] = v
@@ -209,6 +233,12 @@ class JobConfig:
         d.update({k: v for k, v in overrides.items() if v is not None})
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: _coerce(k, v) for k, v in d.items() if k in known})
+
+
+def is_seed_payload(d: dict[str, Any]) -> bool:
+    """Whether a payload is written in the original FasDL's field names (``train_net``, ``l_r``,
+    ``pattern_k``, ...), that is, for the seed's semantics."""
+    return any(k in SEED_FIELDS and SEED_FIELDS[k] != k for k in d)
 
 
 def _coerce(name: str, value: Any) -> Any:

@@ -2,14 +2,19 @@
 
 W workers; workers 0..K-1 aggregate (batch B), the others train with batch A. In iteration t
 every worker puts the chunks of its vector it does not own; aggregator i waits for the W-1
-pieces of chunk i, averages them with its own weighted by batch size and puts the merged chunk;
-aggregators fetch the other K-1 merged chunks of t, non-aggregators fetch all K merged chunks of
-t-1 (one iteration stale, never waiting for the aggregation of t; in iteration 1 they keep their
-own weights). K = W with equal batches is ScatterReduce, K = 1 AllReduce.
+pieces of chunk i, averages them with its own and puts the merged chunk; aggregators fetch the
+other K-1 merged chunks of t, non-aggregators fetch all K merged chunks of t-1 (one iteration
+stale, never waiting for the aggregation of t; in iteration 1 they keep their own weights).
 
-Why weight by batch size: after one SGD step from the same weights, the batch-size-weighted mean
-of the workers' weights equals one step on the union of their batches (the mean loss gradient of
-the global batch), which is what an equal-batch average computes when batches are equal.
+The synchronous baselines are the same collective with every worker waiting for merged(t):
+ScatterReduce is K = W with equal batches (all workers aggregate), AllReduce (LambdaML's) is
+K = 1 with equal batches and ``synchronous=True``: the non-aggregators wait for aggregator 0's
+merged model of the current iteration.
+
+The average (``merge``): ``"batch"`` weights each worker by its share of the global batch — after
+one SGD step from the same weights this equals one step on the union of the batches (the mean
+gradient of the global batch); ``"mean"`` weights every worker equally, as the original FasDL
+does. The two agree when batches are equal.
 
 Every merged chunk carries a small header with the iteration and the agreed stop iteration
 (decided by aggregator 0), so all workers learn where to checkpoint without extra requests.
@@ -25,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fasdl.errors import CommunicationTimeout, CorruptObject, WaitTimeout
+from fasdl.kreduce.config import MERGES
 from fasdl.kreduce.keys import Keys
 from fasdl.store.base import ObjectStore
 from fasdl.training.vector import chunk_bounds
@@ -35,15 +41,20 @@ _HEADER = struct.Struct("<4sqq")  # magic, iteration, stop_at (0: not decided)
 _MAGIC = b"FKR1"
 
 
-def merge_weights(batch_sizes: list[int]) -> np.ndarray:
-    """Each worker's weight in the average: its share of the global batch."""
+def merge_weights(batch_sizes: list[int], merge: str = "batch") -> np.ndarray:
+    """Each worker's weight in the average: its share of the global batch, or 1/W (``"mean"``)."""
+    if merge not in MERGES:
+        raise ValueError(f"unknown merge {merge!r}")  # JobConfig validates the user's choice
     b = np.asarray(batch_sizes, dtype=np.float64)
-    return (b / b.sum()).astype(np.float32)
+    if merge == "mean":
+        b = np.ones_like(b)
+    weights: np.ndarray = (b / b.sum()).astype(np.float32)
+    return weights
 
 
 def weighted_sum(parts: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
     """sum_w weights[w] * parts[w], accumulated in worker order (the reference does the same)."""
-    acc = np.multiply(parts[0], weights[0], dtype=np.float32)
+    acc: np.ndarray = np.multiply(parts[0], weights[0], dtype=np.float32)
     tmp = np.empty_like(acc)
     for w in range(1, len(parts)):
         np.multiply(parts[w], weights[w], out=tmp)
@@ -99,6 +110,8 @@ class KReduce:
         num_aggregators: int,
         numel: int,
         timeout_s: float,
+        merge: str = "batch",
+        synchronous: bool = False,
         io_threads: int = 8,
     ) -> None:
         self.store = store
@@ -106,7 +119,8 @@ class KReduce:
         self.worker = worker
         self.num_workers = len(batch_sizes)
         self.k = num_aggregators
-        self.weights = merge_weights(batch_sizes)
+        self.weights = merge_weights(batch_sizes, merge)
+        self.synchronous = synchronous
         self.bounds = chunk_bounds(numel, num_aggregators)
         self.numel = numel
         self.timeout_s = timeout_s
@@ -148,12 +162,14 @@ class KReduce:
         tm.upload_s = time.perf_counter() - t0
 
         if not self.is_aggregator:
-            # 5. non-aggregators: the merged model of t-1, one iteration stale
-            if t == 1:
+            # 5. non-aggregators: the merged model of t-1, one iteration stale (or, synchronous,
+            # wait for the merged model of t)
+            source = t if self.synchronous else t - 1
+            if source == 0:
                 return ExchangeResult(None, 0, tm)
             t1 = time.perf_counter()
             new = np.empty(self.numel, dtype=np.float32)
-            stop = self._fetch_merged(t - 1, list(range(k)), new)
+            stop = self._fetch_merged(source, list(range(k)), new)
             tm.download_s = time.perf_counter() - t1
             return ExchangeResult(new, stop, tm)
 

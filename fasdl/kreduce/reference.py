@@ -1,8 +1,8 @@
 """A serial reference of K-Reduce: all W workers in one loop, whole vectors, no store.
 
 It applies the same rule as the protocol (aggregators continue from merged(t), non-aggregators
-from merged(t-1), keeping their own weights in iteration 1) and is what the distributed run is
-tested against.
+from merged(t-1), keeping their own weights in iteration 1; with a synchronous pattern everyone
+continues from merged(t)) and is what the distributed run is tested against.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def reference_run(
         for m in models
     ]
     data = [(torch.from_numpy(np.array(p.x)), torch.from_numpy(np.array(p.y))) for p in partitions]
-    weights = merge_weights(cfg.batch_sizes)
+    weights = merge_weights(cfg.batch_sizes, cfg.merge)
     previous: np.ndarray | None = None
     merged = vecs[0].numpy().copy()
     for t in range(1, iterations + 1):
@@ -43,7 +43,7 @@ def reference_run(
             train_step(models[w], opts[w], x[idx], y[idx])
         merged = weighted_sum([v.numpy().copy() for v in vecs], weights)
         for w in range(W):
-            if w < K:
+            if w < K or cfg.synchronous:
                 vecs[w].load(merged)
             elif previous is not None:
                 vecs[w].load(previous)

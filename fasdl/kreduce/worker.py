@@ -87,6 +87,8 @@ def run_worker(task: WorkerTask, context: Any) -> WorkerResult:
         num_aggregators=cfg.num_aggregators,
         numel=vec.numel,
         timeout_s=cfg.comm_timeout_s,
+        merge=cfg.merge,
+        synchronous=cfg.synchronous,
     )
     # Start barrier: say we are here (with our deadline), wait for the coordinator's go, which
     # carries the earliest deadline of all workers: the stop is planned against it.

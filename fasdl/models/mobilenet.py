@@ -44,7 +44,7 @@ class InvertedResidual(nn.Module):
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
+        out: torch.Tensor = F.relu(self.bn1(self.conv1(x)))
         out = F.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         return out + self.shortcut(x) if self.stride == 1 else out
@@ -70,7 +70,8 @@ class MobileNetV2(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = F.relu(self.bn2(self.conv2(self.layers(out))))
-        return self.linear(torch.flatten(self.pool(out), 1))
+        logits: torch.Tensor = self.linear(torch.flatten(self.pool(out), 1))
+        return logits
 
 
 def mobilenetv2(num_classes: int = 10, in_channels: int = 3) -> MobileNetV2:

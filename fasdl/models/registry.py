@@ -92,7 +92,7 @@ def _user_function(name: str) -> Callable[..., object]:
             f"cannot import module {module_name!r} for model {name!r}: {e}",
             "make it importable where fasdl and its workers run (e.g. PYTHONPATH=.)",
         ) from e
-    fn = getattr(module, attr, None)
+    fn: object = getattr(module, attr, None)
     if fn is None or not callable(fn):
         raise InvalidInput("model", f"module {module_name!r} has no function {attr!r}", _KNOWN)
     return fn

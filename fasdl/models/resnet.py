@@ -87,7 +87,8 @@ class ResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
-        return self.linear(torch.flatten(self.pool(out), 1))
+        logits: torch.Tensor = self.linear(torch.flatten(self.pool(out), 1))
+        return logits
 
 
 def resnet18(num_classes: int = 10, in_channels: int = 3) -> ResNet:

@@ -41,7 +41,8 @@ class VGG(nn.Module):
         self.classifier = nn.Linear(512, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+        logits: torch.Tensor = self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+        return logits
 
 
 def vgg11(num_classes: int = 10, input_shape: tuple[int, int, int] = (3, 32, 32)) -> VGG:

@@ -47,7 +47,8 @@ class TransferGrid:
 
     @property
     def max_k(self) -> int:
-        return self.put_s.shape[0]
+        k: int = self.put_s.shape[0]
+        return k
 
 
 def transfer_grid(

@@ -136,7 +136,8 @@ class Scenario:
         m = np.asarray(memory_mb, dtype=float)
         if self.max_vcpus is None:
             return np.full(m.shape, np.iinfo(np.int64).max // 2, dtype=np.int64)
-        return np.floor(self.max_vcpus / vcpus_for_memory(m) + _EPS).astype(np.int64)
+        workers: np.ndarray = np.floor(self.max_vcpus / vcpus_for_memory(m) + _EPS).astype(np.int64)
+        return workers
 
     def max_workers_for(self, num_aggregators: int) -> int:
         """Beyond this W a non-aggregator's share of the global batch cap is below one sample."""
@@ -173,7 +174,8 @@ class Evaluation:
 
     @property
     def ok(self) -> np.ndarray:
-        return self.problem == OK
+        ok: np.ndarray = self.problem == OK
+        return ok
 
 
 def nonagg_batch_by_time(
@@ -192,7 +194,8 @@ def nonagg_batch_by_time(
     with np.errstate(divide="ignore", invalid="ignore"):
         iteration = _iteration_s(c, scenario.batch_size_agg, W, K, M, put, get)[-1]
         spare = iteration - c.k1 * M**c.k2 - K * put - K * get
-        return np.floor(spare * (M + c.m) / c.a - c.b + _EPS)
+        batch: np.ndarray = np.floor(spare * (M + c.m) / c.a - c.b + _EPS)
+        return batch
 
 
 def iteration_s(
@@ -219,7 +222,7 @@ def _iteration_s(
     M: np.ndarray,
     put: np.ndarray,
     get: np.ndarray,
-):
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     train = c.a * (B + c.b) / (M + c.m)
     trans = c.k1 * M**c.k2
     upload = (K - 1) * put  # every chunk but its own

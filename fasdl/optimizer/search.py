@@ -29,10 +29,17 @@ import time as _time
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from fasdl.errors import InvalidInput
 from fasdl.optimizer.grid import TransferGrid
-from fasdl.optimizer.model import MB_PER_GB, Scenario, evaluate, nonagg_batch_by_time
+from fasdl.optimizer.model import (
+    MB_PER_GB,
+    Evaluation,
+    Scenario,
+    evaluate,
+    nonagg_batch_by_time,
+)
 from fasdl.optimizer.model import iteration_s as _iteration_only
 
 DEFAULT_MAX_WORKERS = 1000  # AWS Lambda's default limit of concurrent executions per account
@@ -77,7 +84,13 @@ def empty_frontier() -> Frontier:
     return Frontier(z, z, z.astype(np.int64), z.astype(np.int64), z.astype(np.int64))
 
 
-def pareto(time_s, cost_usd, num_workers, num_aggregators, memory_mb) -> Frontier:
+def pareto(
+    time_s: npt.ArrayLike,
+    cost_usd: npt.ArrayLike,
+    num_workers: npt.ArrayLike,
+    num_aggregators: npt.ArrayLike,
+    memory_mb: npt.ArrayLike,
+) -> Frontier:
     """The non-dominated points; ties go to fewer workers, fewer aggregators, less memory."""
     t, c = np.asarray(time_s, dtype=float).ravel(), np.asarray(cost_usd, dtype=float).ravel()
     w, k, m = (
@@ -102,7 +115,7 @@ def merge(frontiers: list[Frontier]) -> Frontier:
     return pareto(*cat)
 
 
-def _ok_frontier(ev) -> Frontier:
+def _ok_frontier(ev: Evaluation) -> Frontier:
     ok = ev.ok
     return pareto(
         ev.time_s[ok], ev.cost_usd[ok], ev.num_workers[ok], ev.num_aggregators[ok], ev.memory_mb[ok]
@@ -237,7 +250,15 @@ class _LowerBounds:
         self.gb_s, self.inv = p.usd_per_gb_second, p.usd_per_invocation
         self.put_usd, self.get_usd = p.request_usd("PUT"), p.request_usd("GET")
 
-    def dominated(self, frontier: Frontier, W, K, M, put, get) -> np.ndarray:
+    def dominated(
+        self,
+        frontier: Frontier,
+        W: np.ndarray,
+        K: np.ndarray,
+        M: np.ndarray,
+        put: np.ndarray,
+        get: np.ndarray,
+    ) -> np.ndarray:
         """True where every configuration with at least W workers is dominated by ``frontier``."""
         if not len(frontier):
             return np.zeros(np.broadcast(W, M).shape, dtype=bool)
@@ -252,7 +273,9 @@ class _LowerBounds:
         )
         slack = 1 - 1e-12  # rounding must never prune a point the exact model would keep
         with np.errstate(invalid="ignore"):
-            return frontier.cost_at(t_lb * slack) <= c_lb * slack  # NaN (nothing that fast): False
+            # NaN (nothing that fast): False
+            dominated: np.ndarray = frontier.cost_at(t_lb * slack) <= c_lb * slack
+            return dominated
 
 
 def paper_heuristic(

@@ -83,7 +83,8 @@ class Coefficients:
 
     def transform_s(self, memory_mb: float) -> float:
         """Seconds to flatten the model into the vector K-Reduce sends, at ``memory_mb``."""
-        return self.k1 * memory_mb**self.k2
+        seconds: float = self.k1 * memory_mb**self.k2
+        return seconds
 
     def transfer_model(self) -> TransferModel | None:
         return None if self.transfer is None else transfer_from_dict(dict(self.transfer))

@@ -75,10 +75,11 @@ def resolve_handler(name: str) -> str:
     )
 
 
-def load_handler(target: str) -> Callable[[dict, Any], Any]:
+def load_handler(target: str) -> Callable[[dict[str, Any], Any], Any]:
     module_name, func_name = target.split(":", 1)
     module = importlib.import_module(module_name)
-    return getattr(module, func_name)
+    handler: Callable[[dict[str, Any], Any], Any] = getattr(module, func_name)
+    return handler
 
 
 class State(enum.StrEnum):
@@ -155,7 +156,8 @@ class Invocation:
 
     @property
     def vcpus(self) -> float:
-        return vcpus_for_memory(self.memory_mb)
+        cpus: float = vcpus_for_memory(self.memory_mb)
+        return cpus
 
     @property
     def billed_ms(self) -> int:
@@ -315,4 +317,5 @@ def open_platform(name: str, **kwargs: Any) -> Platform:
         )
     module_name, cls_name = PLATFORMS[name].split(":")
     cls = getattr(importlib.import_module(module_name), cls_name)
-    return cls(**kwargs)
+    platform: Platform = cls(**kwargs)
+    return platform

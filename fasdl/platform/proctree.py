@@ -62,14 +62,16 @@ def _psutil_cpu_s(proc: psutil.Process) -> float | None:
         t = proc.cpu_times()
     except (psutil.Error, OSError):
         return None
-    return t.user + t.system
+    cpu_s: float = t.user + t.system
+    return cpu_s
 
 
 def _psutil_rss_mb(proc: psutil.Process) -> float | None:
     try:
-        return proc.memory_info().rss / MB
+        rss: int = proc.memory_info().rss
     except (psutil.Error, OSError):
         return None
+    return rss / MB
 
 
 def _linux_children(pid: int) -> list[int] | None:

@@ -140,7 +140,8 @@ class SmokeReport:
 
     @property
     def total_gb_s(self) -> float:
-        return sum(r["gb_s"] for r in self.records)
+        total: float = sum(r["gb_s"] for r in self.records)
+        return total
 
     def to_dict(self) -> dict[str, Any]:
         return {

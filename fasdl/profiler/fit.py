@@ -165,7 +165,8 @@ def _train_coeffs(
 
     def residuals(x: _Array) -> _Array:
         la, b, m = x * scale
-        return train_time_s(B, M, np.exp(la), b, m) / T - 1.0
+        r: _Array = train_time_s(B, M, np.exp(la), b, m) / T - 1.0
+        return r
 
     best = None
     if start is None:
@@ -255,7 +256,8 @@ def _trans_coeffs(M: _Array, T: _Array) -> tuple[tuple[float, float], tuple[str,
     k2_0 = float(np.clip(k2_0, K2_BOUNDS[0] + 1e-6, K2_BOUNDS[1] - 1e-6))
 
     def residuals(p: _Array) -> _Array:
-        return np.exp(p[0] + p[1] * x) / T - 1.0
+        r: _Array = np.exp(p[0] + p[1] * x) / T - 1.0
+        return r
 
     result = least_squares(
         residuals,

@@ -48,4 +48,5 @@ def open_store(url: str) -> ObjectStore:
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise StoreError(f"the {scheme}:// store needs a package that is missing: {hint}") from e
     cls = getattr(module, cls_name)
-    return cls.from_url(url)
+    store: ObjectStore = cls.from_url(url)
+    return store

@@ -65,6 +65,57 @@ def test_matches_serial_reference(k: int) -> None:
     assert np.max(np.abs(got - init)) > 1e-3
 
 
+@pytest.mark.parametrize(
+    ("pattern", "merge", "momentum"),
+    [("allreduce", "batch", 0.9), ("scatter_reduce", "batch", 0.9), ("kreduce", "mean", 0.0)],
+)
+def test_baselines_and_merges_match_the_serial_reference(
+    pattern: str, merge: str, momentum: float
+) -> None:
+    """AllReduce and ScatterReduce wait for merged(t); "mean" averages with equal weights."""
+    cfg = JobConfig(
+        **{**TINY, "momentum": momentum},
+        num_aggregators=2,
+        pattern=pattern,
+        merge=merge,
+        store=f"memory://ref-{pattern}-{merge}",
+        platform="inline",
+        job_id="ref",
+    )
+    with open_platform("inline") as platform:
+        run_job(cfg, platform=platform)
+    job = prepare(cfg)
+    expected = reference_run(cfg, job.partitions, job.meta(), job.total_iterations)
+    assert np.max(np.abs(_final_vector(cfg) - expected)) <= 1e-6
+
+
+def test_allreduce_waits_for_the_merged_model_of_the_current_iteration() -> None:
+    """LambdaML's AllReduce is not K-Reduce with K = 1: its non-aggregators do not run stale."""
+    base = {**TINY, "num_aggregators": 1, "batch_size_wor": TINY["batch_size_agg"]}
+    inline = {"platform": "inline", "store": "memory://sync"}
+    sync = JobConfig(**base, **inline, pattern="allreduce", job_id="sync")
+    free = JobConfig(**base, **inline, pattern="kreduce", job_id="free")
+    assert sync.resolved().batch_sizes == free.resolved().batch_sizes
+    job = prepare(sync)
+    a = reference_run(sync, job.partitions, job.meta(), 6)
+    b = reference_run(free, job.partitions, job.meta(), 6)
+    assert np.max(np.abs(a - b)) > 1e-4
+    # and the resolved baseline trains with equal batches (A = B)
+    resolved = JobConfig(**TINY, **inline, pattern="allreduce").resolved()
+    assert set(resolved.batch_sizes) == {TINY["batch_size_agg"]}
+
+
+def test_the_merge_rule_matters() -> None:
+    cfg = JobConfig(
+        **TINY, num_aggregators=2, store="memory://merge", platform="inline", job_id="merge"
+    )
+    job = prepare(cfg)
+    mean = JobConfig(**{**cfg.to_dict(), "merge": "mean"})
+    a = reference_run(cfg, job.partitions, job.meta(), 6)
+    b = reference_run(mean, job.partitions, job.meta(), 6)
+    assert np.max(np.abs(a - b)) > 1e-4
+
+
 def test_staleness_rule_matters() -> None:
     """The reference is sensitive to the rule: non-aggregators that skipped staleness differ."""
     cfg = JobConfig(

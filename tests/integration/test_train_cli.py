@@ -11,6 +11,7 @@ import pytest
 
 from fasdl.cli.main import main
 from fasdl.data import write_cifar10_batches
+from fasdl.kreduce.config import JobConfig
 from fasdl.store import open_store
 
 FASDL = [sys.executable, "-m", "fasdl.cli.main"]
@@ -188,12 +189,34 @@ def test_seed_payload_with_cifar10_in_the_data_prefix(tmp_path) -> None:
     ):
         assert key in summary, key
     assert set(summary["cost_usd"]) >= {"functions", "storage", "total"}
+    # the seed's semantics: an equal-weight average and SGD without momentum
+    assert summary["config"]["merge"] == "mean" and summary["config"]["momentum"] == 0.0
     assert summary["config"]["num_aggregators"] == 2 and summary["config"]["dataset"] == "cifar10"
     assert summary["iterations"] == 200 // (2 * 16 + 8)
     assert 0 <= summary["test_accuracy"] <= 1
     keys = open_store(store_url).list()
     assert "output/seed/model.pt" in keys
     assert not [k for k in keys if k.startswith(("tmp/", "merged/", "partition/"))]
+
+
+def test_a_seed_payload_keeps_what_it_says_and_flags_override(tmp_path) -> None:
+    from fasdl.cli.main import build_parser
+    from fasdl.cli.train import config_from_args
+
+    seed = tmp_path / "seed.json"
+    seed.write_text(json.dumps({"train_net": "mlp", "l_r": "0.1", "momentum": 0.5}))
+    ours = tmp_path / "ours.json"
+    ours.write_text(json.dumps({"model": "mlp", "lr": 0.1}))
+
+    def config(*argv: str) -> JobConfig:
+        return config_from_args(build_parser().parse_args(["train", *argv]))
+
+    c = config("--payload", str(seed))
+    assert (c.merge, c.momentum) == ("mean", 0.5)
+    c = config("--payload", str(seed), "--merge", "batch", "--momentum", "0.9")
+    assert (c.merge, c.momentum) == ("batch", 0.9)
+    c = config("--payload", str(ours))  # our own field names: fasdl's defaults
+    assert (c.merge, c.momentum) == ("batch", 0.9)
 
 
 @pytest.mark.parametrize("pattern", ["scatter_reduce", "allreduce"])
@@ -218,7 +241,7 @@ def test_patterns(tmp_path, capsys, pattern) -> None:
             and cfg["batch_size_wor"] == cfg["batch_size_agg"]
         )
     else:
-        assert cfg["num_aggregators"] == 1
+        assert cfg["num_aggregators"] == 1 and cfg["batch_size_wor"] == cfg["batch_size_agg"]
 
 
 @pytest.mark.slow
