@@ -127,6 +127,10 @@ def format_report(report: FitReport, out: str, plot: str | None) -> str:
         lines.append(
             f"memory   {c.min_memory_mb} MB: the smallest that ran without running out of memory"
         )
+    if c.max_memory_mb is not None and c.max_memory_mb != c.min_memory_mb:
+        lines.append(
+            f"         {c.max_memory_mb} MB: the largest profiled (above it the fit extrapolates)"
+        )
     if report.transfer is not None:
         t = report.transfer
         kept = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from fasdl.errors import InvalidInput
@@ -208,6 +209,8 @@ def run(args: argparse.Namespace) -> int:
             scenario, grid, exhaustive=args.exhaustive, max_workers=args.max_workers
         )
         plot_frontiers(args.plot, frontiers, deadline_s=args.deadline)
+    for warning in plan.warnings:
+        warnings.warn(warning, stacklevel=1)
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))
     else:
@@ -254,14 +257,18 @@ def format_plan(d: dict[str, Any]) -> str:
         "  per iteration: " + ", ".join(f"{k} {v:.3f} s" for k, v in per.items()),
         f"  cost: functions ${cost['functions']:,.4f} ({b['gb_seconds']:,.0f} GB-s) + invocations ${cost['invocations']:,.4f}"
         f" + store ${cost['store']:,.4f} ({', '.join(f'{k} {v:,}' for k, v in req.items() if v)})",
-        f"At the same num_workers={d['num_workers']} and memory={d['memory']}:",
+        f"The synchronous baselines at the same num_workers={d['num_workers']}, memory={d['memory']}"
+        f" and global batch (W equal batches):",
     ]
     for name, key in (
         ("ScatterReduce (K = W)", "scatter_reduce"),
         ("AllReduce (K = 1)", "all_reduce"),
     ):
         o = d[key]
-        line = f"  {name:<22} {o['time_s']:>12,.0f} s  ${o['cost_usd']:,.4f}"
+        line = (
+            f"  {name:<22} {o['time_s']:>12,.0f} s  ${o['cost_usd']:,.4f}"
+            f"  (batch {o['batch_size_agg']} each, global {o['global_batch']})"
+        )
         if o["time_saved_pct"] is not None:
             line += (
                 f"  (plan saves {o['time_saved_pct']:.1f} % time, {o['cost_saved_pct']:.1f} % cost)"

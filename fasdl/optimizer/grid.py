@@ -91,10 +91,24 @@ def predict(
     num_workers: int,
     num_aggregators: int,
     memory_mb: int,
+    *,
+    synchronous: bool = False,
+    batch_size_agg: int | None = None,
 ) -> Prediction:
-    """The model's prediction for one configuration (K > W or K < 1 come back with a problem)."""
+    """The model's prediction for one configuration (K > W or K < 1 come back with a problem).
+
+    ``synchronous`` and ``batch_size_agg``: as in ``evaluate`` (the baselines)."""
     chunk_mb = scenario.model_size_mb / max(1, num_aggregators)
     put = transfer.put_s(chunk_mb, memory_mb)
     get = transfer.get_s(chunk_mb, memory_mb)
-    ev = evaluate(scenario, num_workers, num_aggregators, memory_mb, put, get)
-    return prediction_at(ev, scenario.batch_size_agg)
+    ev = evaluate(
+        scenario,
+        num_workers,
+        num_aggregators,
+        memory_mb,
+        put,
+        get,
+        synchronous=synchronous,
+        batch_size_agg=batch_size_agg,
+    )
+    return prediction_at(ev, scenario.batch_size_agg if batch_size_agg is None else batch_size_agg)

@@ -11,6 +11,12 @@ Per iteration, with one object transferred at a time by each function:
 
 A is the largest whole batch that keeps the non-aggregator's cycle within the aggregators'
 iteration and the global batch K·B + (W−K)·A within its cap. See docs/optimizer.md.
+
+The synchronous baselines (``synchronous=True``): every worker trains the same batch B and
+waits for merged(t). With K = W (ScatterReduce) that is the aggregator's cycle above. With K < W
+(LambdaML's AllReduce, K = 1) a non-aggregator gets the K merged chunks of t only after they are
+put, trains, and puts its pieces of t+1, which the aggregators wait for: its get and put join the
+critical path, so the iteration is the aggregator's + get + put.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ class Problem(IntEnum):
     MEMORY_NOT_ABOVE_M = 6
     GLOBAL_BATCH_OVER_DATA = 7
     OVER_MAX_VCPUS = 8
+    EQUAL_BATCHES_OVER_CAP = 9
 
     @property
     def reason(self) -> str:
@@ -64,6 +71,7 @@ _REASONS = {
     Problem.MEMORY_NOT_ABOVE_M: "M + m ≤ 0: the training model is undefined at this memory",
     Problem.GLOBAL_BATCH_OVER_DATA: "the global batch is larger than the data: no full iteration",
     Problem.OVER_MAX_VCPUS: "the functions running at once ask for more vCPUs than max_vcpus",
+    Problem.EQUAL_BATCHES_OVER_CAP: "W equal batches exceed the global batch cap",
 }
 OK = Problem.OK
 PROBLEMS = {p: p.reason for p in Problem if p is not Problem.OK}  # code -> why
@@ -185,14 +193,17 @@ def nonagg_batch_by_time(
     memory_mb: Any,
     put_s: Any,
     get_s: Any,
+    *,
+    batch_size_agg: int | None = None,
 ) -> np.ndarray:
     """The largest whole batch a non-aggregator trains within the aggregators' iteration
     (before the global batch cap). Nondecreasing in W. May be < 1 (then W > K cannot run)."""
     c = scenario.coeffs
+    B = scenario.batch_size_agg if batch_size_agg is None else batch_size_agg
     W, K, M = (np.asarray(x, dtype=float) for x in (num_workers, num_aggregators, memory_mb))
     put, get = np.asarray(put_s, dtype=float), np.asarray(get_s, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        iteration = _iteration_s(c, scenario.batch_size_agg, W, K, M, put, get)[-1]
+        iteration = _iteration_s(c, B, W, K, M, put, get)[-1]
         spare = iteration - c.k1 * M**c.k2 - K * put - K * get
         batch: np.ndarray = np.floor(spare * (M + c.m) / c.a - c.b + _EPS)
         return batch
@@ -238,11 +249,18 @@ def evaluate(
     memory_mb: Any,
     put_s: Any,
     get_s: Any,
+    *,
+    synchronous: bool = False,
+    batch_size_agg: int | None = None,
 ) -> Evaluation:
     """Time, cost and feasibility of configurations; ``put_s``/``get_s`` are the times of one
-    chunk (S/K MB) at memory M. All arguments broadcast together."""
+    chunk (S/K MB) at memory M. All arguments broadcast together.
+
+    ``synchronous``: the baselines' rule (every worker trains B and waits for merged(t));
+    ``batch_size_agg`` replaces the scenario's B (to price a baseline at a plan's global batch).
+    """
     c, p = scenario.coeffs, scenario.prices
-    B = scenario.batch_size_agg
+    B = scenario.batch_size_agg if batch_size_agg is None else batch_size_agg
     W, K, M, put, get = np.broadcast_arrays(
         *(
             np.asarray(x, dtype=float)
@@ -252,9 +270,15 @@ def evaluate(
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         train, trans, upload, aggregate, download, iteration = _iteration_s(c, B, W, K, M, put, get)
         nonagg = W - K
-        by_time = nonagg_batch_by_time(scenario, W, K, M, put, get)
-        by_cap = np.floor((scenario.global_batch_cap - K * B) / np.maximum(nonagg, 1))
-        A = np.where(nonagg > 0, np.minimum(by_time, by_cap), B)
+        if synchronous:
+            iteration = iteration + np.where(nonagg > 0, get + put, 0.0)
+            by_time = np.full_like(W, B)
+            by_cap = np.full_like(W, B)
+            A = np.full_like(W, B)
+        else:
+            by_time = nonagg_batch_by_time(scenario, W, K, M, put, get, batch_size_agg=B)
+            by_cap = np.floor((scenario.global_batch_cap - K * B) / np.maximum(nonagg, 1))
+            A = np.where(nonagg > 0, np.minimum(by_time, by_cap), B)
         global_batch = K * B + nonagg * A
         # As the trainer runs them: the partition drops D mod Bg samples, so each epoch has
         # floor(D/Bg) iterations (the paper's floor(D*E/Bg) can count one more per few epochs).
@@ -290,6 +314,8 @@ def evaluate(
     # Later checks overwrite earlier ones: the most basic reason wins.
     if scenario.max_vcpus is not None:
         problem[scenario.workers_within_vcpus(M) < W] = Problem.OVER_MAX_VCPUS
+    if synchronous:
+        problem[global_batch > scenario.global_batch_cap] = Problem.EQUAL_BATCHES_OVER_CAP
     problem[iterations < 1] = Problem.GLOBAL_BATCH_OVER_DATA
     problem[iteration > scenario.func_time_s] = Problem.ITERATION_OVER_FUNCTION_TIME
     problem[(nonagg > 0) & (by_cap < 1)] = Problem.NONAGG_BATCH_UNDER_ONE

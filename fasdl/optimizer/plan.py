@@ -27,6 +27,7 @@ from fasdl.optimizer.search import (
     improved_frontier,
     search,
 )
+from fasdl.perf.coefficients import Coefficients
 from fasdl.perf.transfer import TransferModel
 from fasdl.platform.limits import MIN_MEMORY_MB
 from fasdl.validate import positive_number, whole_number
@@ -46,11 +47,13 @@ class Plan:
     deadline_s: float | None
     budget_usd: float | None
     prediction: Prediction
-    scatter_reduce: Prediction  # K = W, A = B, at the same W and M
-    all_reduce: Prediction  # K = 1 at the same W and M
+    # The synchronous baselines at the same W, M and global batch (W equal batches of Bg/W):
+    scatter_reduce: Prediction  # K = W
+    all_reduce: Prediction  # K = 1, every worker waits for merged(t)
     method: str
     evaluations: int
     search_seconds: float
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON of ``fasdl optimize --json``, which ``fasdl train --plan`` reads: the
@@ -77,6 +80,7 @@ class Plan:
                 "evaluations": self.evaluations,
                 "seconds": self.search_seconds,
             },
+            "warnings": list(self.warnings),
         }
 
     def _against(self, other: Prediction) -> dict[str, Any]:
@@ -84,13 +88,34 @@ class Plan:
             "num_workers": other.num_workers,
             "pattern_k": other.num_aggregators,
             "memory": other.memory_mb,
+            "batch_size_agg": other.batch_size_agg,
             "batch_size_wor": other.batch_size_wor,
+            "global_batch": other.global_batch,
+            "iterations": other.iterations,
             "time_s": other.time_s,
             "cost_usd": other.total_cost_usd,
             "problem": other.problem,  # why it could not run as configured (None: it could)
             "time_saved_pct": savings_pct(other.time_s, self.prediction.time_s),
             "cost_saved_pct": savings_pct(other.total_cost_usd, self.prediction.total_cost_usd),
         }
+
+
+def baseline(
+    scenario: Scenario, transfer: TransferModel, plan: Prediction, num_aggregators: int
+) -> Prediction:
+    """A synchronous baseline (ScatterReduce: K = W; AllReduce: K = 1) at the plan's W and M and
+    its global batch, split into W equal batches (rounded: within W−1 samples of the plan's), so
+    both run the same number of iterations and differ only in how they communicate and wait."""
+    W = plan.num_workers
+    return predict(
+        scenario,
+        transfer,
+        W,
+        num_aggregators,
+        plan.memory_mb,
+        synchronous=True,
+        batch_size_agg=max(1, round(plan.global_batch / W)),
+    )
 
 
 def savings_pct(baseline: float, ours: float) -> float | None:
@@ -194,11 +219,27 @@ def optimize(
         deadline_s=deadline_s,
         budget_usd=budget_usd,
         prediction=chosen,
-        scatter_reduce=predict(scenario, transfer, W, W, M),
-        all_reduce=predict(scenario, transfer, W, 1, M),
+        scatter_reduce=baseline(scenario, transfer, chosen, W),
+        all_reduce=baseline(scenario, transfer, chosen, 1),
         method=result.method,
         evaluations=result.evaluations,
         search_seconds=result.seconds,
+        warnings=extrapolation_warnings(scenario.coeffs, M),
+    )
+
+
+EXTRAPOLATION_FACTOR = 1.5  # a plan's memory this far above the largest profiled one is flagged
+
+
+def extrapolation_warnings(coeffs: Coefficients, memory_mb: int) -> tuple[str, ...]:
+    """What a plan at ``memory_mb`` takes on trust: training times beyond the profiled memory."""
+    top = coeffs.max_memory_mb
+    if top is None or memory_mb <= EXTRAPOLATION_FACTOR * top:
+        return ()
+    return (
+        f"memory {memory_mb} MB is {memory_mb / top:.1f}× the largest profiled ({top} MB): its "
+        f"training time is the fit's extrapolation (profile up to {memory_mb} MB to check it, "
+        f"or cap the plan with --max-memory {top})",
     )
 
 

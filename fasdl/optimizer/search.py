@@ -143,7 +143,8 @@ def exhaustive_frontier(
     max_workers: int = DEFAULT_MAX_WORKERS,
     pattern: str = "kreduce",
 ) -> tuple[Frontier, int]:
-    """Every (W, K, M): K free (``kreduce``), K = W (``scatter_reduce``) or K = 1 (``all_reduce``)."""
+    """Every (W, K, M): K free (``kreduce``), or the synchronous baselines with equal batches,
+    K = W (``scatter_reduce``) or K = 1 (``all_reduce``)."""
     mems = grid.memories
     fronts: list[Frontier] = []
     evaluations = 0
@@ -161,6 +162,7 @@ def exhaustive_frontier(
                 mems[None, :],
                 grid.put_s[K - 1][None, :],
                 grid.get_s[K - 1][None, :],
+                synchronous=pattern != "kreduce",
             )
             evaluations += ev.time_s.size
             fronts.append(_ok_frontier(ev))

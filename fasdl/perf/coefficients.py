@@ -32,7 +32,7 @@ from fasdl.perf.transfer import TransferModel, transfer_from_dict
 from fasdl.validate import finite_number, whole_number
 
 REQUIRED_KEYS = ("a", "b", "m", "k1", "k2", "model_size_mb")
-OPTIONAL_KEYS = ("num_params", "min_memory_mb", "transfer", "provenance")
+OPTIONAL_KEYS = ("num_params", "min_memory_mb", "max_memory_mb", "transfer", "provenance")
 _FIT_HINT = "run `fasdl fit profile.csv --out coeffs.json`"
 
 
@@ -48,6 +48,7 @@ class Coefficients:
     model_size_mb: float | None  # None: unknown (the optimizer needs it)
     num_params: int | None = None
     min_memory_mb: int | None = None  # smallest memory the profile ran without running out
+    max_memory_mb: int | None = None  # largest memory profiled: above it the fit extrapolates
     transfer: Mapping[str, Any] | None = None  # a TransferModel's to_dict()
     provenance: Mapping[str, Any] = field(default_factory=dict)
 
@@ -65,7 +66,7 @@ class Coefficients:
             if size <= 0:
                 raise InvalidInput("model_size_mb", f"{size!r} is not a size in MB > 0")
             object.__setattr__(self, "model_size_mb", size)
-        for name, unit in (("num_params", ""), ("min_memory_mb", "MB")):
+        for name, unit in (("num_params", ""), ("min_memory_mb", "MB"), ("max_memory_mb", "MB")):
             value = getattr(self, name)
             if value is not None:
                 n = whole_number(value, name, minimum=1, whole_floats=True, unit=unit)
@@ -100,6 +101,7 @@ class Coefficients:
             "model_size_mb": self.model_size_mb,
             "num_params": self.num_params,
             "min_memory_mb": self.min_memory_mb,
+            "max_memory_mb": self.max_memory_mb,
         }
         if self.transfer is not None:
             d["transfer"] = dict(self.transfer)
@@ -138,6 +140,7 @@ class Coefficients:
                 model_size_mb=d["model_size_mb"],
                 num_params=d.get("num_params"),
                 min_memory_mb=d.get("min_memory_mb"),
+                max_memory_mb=d.get("max_memory_mb"),
                 transfer=d.get("transfer"),
                 provenance=d.get("provenance") or {},
             )

@@ -46,6 +46,7 @@ class FitReport:
             "model_size_mb": self.coeffs.model_size_mb,
             "num_params": self.coeffs.num_params,
             "min_memory_mb": self.coeffs.min_memory_mb,
+            "max_memory_mb": self.coeffs.max_memory_mb,
             "transfer": self.coeffs.provenance.get("transfer"),
             "warnings": list(self.warnings),
         }
@@ -98,6 +99,7 @@ def fit_files(
         "model_size_mb": size_from,
         "num_params": params_from,
         "min_memory_mb": "profile" if profile.min_memory_mb is not None else None,
+        "max_memory_mb": "profile" if profile.max_memory_mb is not None else None,
     }
     transfer_dict, choice = None, None
     if transfer is not None:
@@ -119,6 +121,7 @@ def fit_files(
         model_size_mb=size,
         num_params=params,
         min_memory_mb=profile.min_memory_mb,
+        max_memory_mb=profile.max_memory_mb,
         transfer=transfer_dict,
         provenance=provenance,
     )

@@ -107,6 +107,11 @@ class Profile:
         """
         return min((s.memory_mb for s in self.samples if s.ok), default=None)
 
+    @property
+    def max_memory_mb(self) -> int | None:
+        """The largest memory with a finished run: above it, the fit extrapolates."""
+        return max((s.memory_mb for s in self.samples if s.ok), default=None)
+
     def count(self, status: str) -> int:
         return sum(1 for s in self.samples if s.status == status)
 

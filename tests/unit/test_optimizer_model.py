@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from fasdl.errors import InvalidInput
 from fasdl.optimizer.grid import memory_grid, predict, transfer_grid
 from fasdl.optimizer.model import PROBLEMS, Scenario, batch_size_agg, evaluate
+from fasdl.optimizer.plan import baseline
 from fasdl.perf.coefficients import Coefficients
 from fasdl.perf.transfer import load_transfer
 from fasdl.pricing import load_prices
@@ -135,6 +136,35 @@ def test_k_one_is_all_reduce(W, M):
     iteration = 500 * 50 / (M + 100) + M**-0.1 + (W - 1) * get + put
     assert p.iteration_s == pytest.approx(iteration)
     assert p.global_batch == 40 + (W - 1) * p.batch_size_wor
+
+
+@given(W=st.integers(2, 25), M=st.sampled_from([512, 2048, 10240]))
+@settings(max_examples=40, deadline=None)
+def test_synchronous_all_reduce_waits_and_trains_equal_batches(W, M):
+    """LambdaML's AllReduce: every worker trains B; the non-aggregators get merged(t) after it
+    is put and then put their pieces of t+1, so a get and a put join the critical path."""
+    s = scenario()
+    t = LinearTransfer()
+    p = predict(s, t, W, 1, M, synchronous=True)
+    put, get = t.put_s(40, M), t.get_s(40, M)
+    iteration = 500 * 50 / (M + 100) + M**-0.1 + (W - 1) * get + put + get + put
+    assert p.iteration_s == pytest.approx(iteration)
+    assert p.batch_size_wor == 40 and p.global_batch == 40 * W
+    assert (p.problem is None) == (40 * W <= 1024)
+    # ScatterReduce (K = W) has no non-aggregators: synchronous or not, the same prediction
+    assert predict(s, t, W, W, M, synchronous=True) == predict(s, t, W, W, M)
+
+
+def test_baselines_are_priced_at_the_plans_global_batch():
+    s = scenario()
+    t = LinearTransfer()
+    plan = predict(s, t, 8, 2, 2048)
+    for k in (1, 8):
+        b = baseline(s, t, plan, k)
+        assert b.num_workers == 8 and b.memory_mb == 2048 and b.num_aggregators == k
+        assert b.batch_size_wor == b.batch_size_agg
+        assert abs(b.global_batch - plan.global_batch) < 8
+        assert b.iterations == pytest.approx(plan.iterations, rel=0.05)
 
 
 def test_vectorised_equals_one_at_a_time():

@@ -16,6 +16,7 @@ def test_problem_codes_keep_their_values() -> None:
         ("MEMORY_NOT_ABOVE_M", 6),
         ("GLOBAL_BATCH_OVER_DATA", 7),
         ("OVER_MAX_VCPUS", 8),
+        ("EQUAL_BATCHES_OVER_CAP", 9),
     ]
     assert OK is Problem.OK == 0
 

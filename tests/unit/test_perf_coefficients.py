@@ -42,6 +42,7 @@ def test_round_trip_keeps_every_key(tmp_path):
         *SIX,
         "num_params",
         "min_memory_mb",
+        "max_memory_mb",
         "transfer",
         "provenance",
     ]
@@ -138,3 +139,32 @@ def test_optimize_never_plans_below_min_memory():
 def test_the_optimizer_refuses_an_unknown_model_size():
     with pytest.raises(InvalidInput, match="model_size_mb"):
         _scenario(model_size_mb=None)
+
+
+def test_fit_writes_the_largest_profiled_memory_and_optimize_flags_extrapolation(tmp_path):
+    profile = _profile_with_oom_below(tmp_path / "profile.csv", 256, (512, 1024))
+    coeffs = fit_files(profile).coeffs
+    assert coeffs.max_memory_mb == 1024
+    out = tmp_path / "coeffs.json"
+    write_coefficients(out, coeffs)
+    assert read_coefficients(out).max_memory_mb == 1024
+    transfer = load_transfer("aws")
+    s = Scenario(coeffs=coeffs, prices=load_prices("aws"), samples=50_000, epochs=10)
+    fast = optimize(s, transfer, deadline_s=1e9, memories=memory_grid(512, 10_240, 512))
+    capped = optimize(s, transfer, deadline_s=1e9, memories=memory_grid(512, 1024, 512))
+    assert capped.warnings == ()
+    if fast.memory_mb > 1.5 * 1024:
+        assert fast.warnings and "1024 MB" in fast.warnings[0]
+        assert fast.to_dict()["warnings"] == list(fast.warnings)
+    else:
+        assert fast.warnings == ()
+
+
+def test_extrapolation_is_flagged_beyond_one_and_a_half_times_the_profiled_memory():
+    from fasdl.optimizer.plan import extrapolation_warnings
+
+    c = Coefficients(**{**SIX, "max_memory_mb": 1024})
+    assert extrapolation_warnings(c, 1536) == ()
+    (warning,) = extrapolation_warnings(c, 1600)
+    assert "1600 MB" in warning and "1024 MB" in warning and "--max-memory 1024" in warning
+    assert extrapolation_warnings(Coefficients(**SIX), 10_240) == ()  # nothing known: silent
