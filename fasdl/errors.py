@@ -67,6 +67,27 @@ class PayloadTooLarge(InvalidInput):
     """An invocation payload over the platform's limit."""
 
 
+class OverlappingPrefixes(InvalidInput):
+    """Two of a job's store prefixes overlap. ``field`` is one, ``other_field`` the other: the
+    layer that knows which one the user gave names that one (the message reads either way)."""
+
+    def __init__(self, field: str, other_field: str, problem: str, fix: str = "") -> None:
+        super().__init__(field, problem, fix)
+        self.other_field = other_field
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        args = (self.field, self.other_field, self.problem, self.fix)
+        return (_rebuild_overlapping_prefixes, (*args, self.shown_as))
+
+
+def _rebuild_overlapping_prefixes(
+    field: str, other_field: str, problem: str, fix: str, shown_as: str
+) -> OverlappingPrefixes:
+    e = OverlappingPrefixes(field, other_field, problem, fix)
+    e.named_as(shown_as)
+    return e
+
+
 # -- stores -------------------------------------------------------------------------------------
 class ObjectNotFound(FileNotFoundError):
     """The key does not exist. Raised by every store, chained from the backend's own error."""
@@ -78,6 +99,32 @@ class ObjectNotFound(FileNotFoundError):
 
 class StoreError(FasdlError):
     """The store could not be used: missing bucket, unreachable endpoint, failed request."""
+
+
+class TransientStoreError(StoreError):
+    """One request failed in a way that may pass: a refused or reset connection, a timeout, a 5xx,
+    S3's SlowDown. Raised by a backend's primitive for a single attempt; the store's public
+    methods retry it, and waits read it as "not there yet"."""
+
+
+class StoreUnavailable(StoreError):
+    """The store kept failing transiently for the whole retry budget: names the operation, the
+    key, how long and how many times it was tried, and the last error."""
+
+    def __init__(
+        self, op: str, key: str, where: str, tried_s: float, attempts: int, last_error: str
+    ) -> None:
+        self.op, self.key, self.where = op, key, where
+        self.tried_s, self.attempts, self.last_error = tried_s, attempts, last_error
+        super().__init__(
+            f"{op} {key!r} failed on {where}: the store was unavailable for {tried_s:.1f}s "
+            f"({attempts} attempts; the retry budget is set by FASDL_STORE_RETRY_S or ?retry_s=); "
+            f"last error: {last_error}"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        args = (self.op, self.key, self.where, self.tried_s, self.attempts, self.last_error)
+        return (type(self), args)
 
 
 class CorruptObject(StoreError, ValueError):
@@ -127,6 +174,18 @@ class InvocationFailed(FasdlError):
 
 class JobFailed(FasdlError):
     """A training job stopped: says which worker, in which round, and why."""
+
+
+class RoundFailed(JobFailed):
+    """One attempt at a round failed (a worker crashed, ran out of memory or time, or the round
+    missed its deadline); the coordinator may retry the round from the last checkpoint set.
+    ``worker`` is the failed worker (None: the round as a whole), ``reached`` the last iteration
+    seen (for the iterations lost)."""
+
+    def __init__(self, message: str, *, worker: int | None, reached: int = 0) -> None:
+        super().__init__(message)
+        self.worker = worker
+        self.reached = reached
 
 
 class PlanInfeasible(FasdlError):

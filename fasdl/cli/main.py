@@ -22,7 +22,7 @@ from typing import NoReturn, TextIO
 from fasdl import __version__
 from fasdl.errors import FasdlError, InvalidInput, PlanInfeasible
 
-SUBCOMMANDS = ["demo", "train", "profile", "fit", "optimize", "smoke"]
+SUBCOMMANDS = ["demo", "train", "resume", "profile", "fit", "optimize", "smoke"]
 
 
 class _Parser(argparse.ArgumentParser):

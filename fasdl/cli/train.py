@@ -5,23 +5,25 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fasdl.errors import InvalidInput
+from fasdl.errors import InvalidInput, OverlappingPrefixes
 from fasdl.kreduce.config import (
     MERGES,
     PATTERNS,
     SEED_FIELDS,
     JobConfig,
+    check_payload_keys,
     is_seed_payload,
     read_job_file,
 )
 
 if TYPE_CHECKING:
-    from fasdl.kreduce.coordinator import JobSummary
+    from fasdl.kreduce.coordinator import JobSummary, ProgressUpdate
 
 # flag dest -> JobConfig field
 FLAG_FIELDS = {
@@ -44,6 +46,7 @@ FLAG_FIELDS = {
     "pattern": "pattern",
     "comm_timeout": "comm_timeout_s",
     "checkpoint_every": "max_iterations_per_invocation",
+    "retries": "retries",
 }
 
 
@@ -101,13 +104,24 @@ def add_job_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--comm-timeout",
         type=float,
-        help="seconds a worker waits for a peer before giving up (default 120)",
+        metavar="SECONDS",
+        help="seconds a worker waits for a peer before giving up (default: derived per iteration, "
+        "10x the slowest of the last 5 iterations and at least 120 s; before the first, 120 s + "
+        "W x the model's bytes at a pessimistic 1 MB/s per 128 MB of memory (at most 10 MB/s) + "
+        "10x the first training step)",
     )
     g.add_argument(
         "--checkpoint-every",
         type=int,
         metavar="N",
         help="also checkpoint and re-invoke after N iterations (>= 2; default 0: only when func_time runs out)",
+    )
+    g.add_argument(
+        "--retries",
+        type=int,
+        metavar="N",
+        help="retry a failed round (a worker crashed, ran out of memory or time) from the last "
+        "checkpoints, at most N times per job (default 3)",
     )
 
 
@@ -158,8 +172,21 @@ def _config(
     if "store" not in base and "store" not in overrides:
         overrides["store"] = (Path.cwd() / "fasdl-runs").as_uri()
     payload = getattr(args, "payload", None)
+    plan = getattr(args, "plan", None)
+    # A plan also carries its prediction (predicted_time_s, breakdown, ...): known, ignored. Any
+    # other key a file holds is refused, naming the closest known one (a typo would be ignored).
+    plan_extras = _plan_keys() if plan else frozenset()
+    for source, d in files:
+        check_payload_keys(d, extra_keys=plan_extras if source == plan else ())
     seed = any(source == payload and is_seed_payload(d) for source, d in files)
-    return JobConfig.from_payload(base, seed_semantics=seed, **overrides)
+    return JobConfig.from_payload(base, seed_semantics=seed, extra_keys=plan_extras, **overrides)
+
+
+def _plan_keys() -> frozenset[str]:
+    """Every key of ``fasdl optimize --json``'s plan."""
+    from fasdl.optimizer.plan import PLAN_JSON_KEYS
+
+    return PLAN_JSON_KEYS
 
 
 @contextlib.contextmanager
@@ -178,8 +205,12 @@ def named_as_in_files(
     try:
         yield
     except InvalidInput as e:
-        if e.field in where and e.field not in overrides:
-            e.named_as(where[e.field])
+        # Two prefixes that overlap: name the one the user gave (the message names both).
+        other = [e.other_field] if isinstance(e, OverlappingPrefixes) else []
+        for name in [e.field, *other]:
+            if name in where and name not in overrides:
+                e.named_as(where[name])
+                break
         raise
 
 
@@ -192,7 +223,42 @@ def run(args: argparse.Namespace) -> int:
 
 def run_and_report(cfg: JobConfig, *, as_json: bool, show_progress: bool) -> int:
     """Run the job with a progress bar, then print its summary (as one JSON object with ``as_json``)."""
-    summary = run_with_progress(cfg, show=show_progress)
+    from fasdl.kreduce.coordinator import run_job
+
+    return drive_and_report(
+        lambda progress: run_job(cfg, progress=progress),
+        job_id=cfg.job_id,
+        store=cfg.store,
+        as_json=as_json,
+        show_progress=show_progress,
+    )
+
+
+def drive_and_report(
+    start: Callable[[Callable[[ProgressUpdate], None]], JobSummary],
+    *,
+    job_id: str,
+    store: str,
+    as_json: bool,
+    show_progress: bool,
+) -> int:
+    """Run ``start(progress)`` (a new or a resumed job) with a progress bar and print the summary.
+
+    Ctrl-C or SIGTERM stops the workers and keeps the checkpoints; the message says how to go on.
+    """
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        summary = run_with_progress(start, job_id=job_id, show=show_progress)
+    except KeyboardInterrupt:
+        print(
+            f"fasdl: job {job_id} interrupted; its checkpoints are kept. Continue it with\n"
+            f"  fasdl resume {job_id} --store {store}",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if as_json:
         print(json.dumps(summary.to_dict()))
     else:
@@ -200,15 +266,22 @@ def run_and_report(cfg: JobConfig, *, as_json: bool, show_progress: bool) -> int
     return 0
 
 
-def run_with_progress(cfg: JobConfig, *, show: bool = True) -> JobSummary:
-    from tqdm import tqdm
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
-    from fasdl.kreduce.coordinator import ProgressUpdate, run_job
+
+def run_with_progress(
+    start: Callable[[Callable[[ProgressUpdate], None]], JobSummary],
+    *,
+    job_id: str,
+    show: bool = True,
+) -> JobSummary:
+    from tqdm import tqdm
 
     bar = tqdm(
         total=None,
         unit="it",
-        desc=cfg.job_id,
+        desc=job_id,
         disable=not show,
         file=sys.stderr,
         dynamic_ncols=True,
@@ -218,6 +291,8 @@ def run_with_progress(cfg: JobConfig, *, show: bool = True) -> JobSummary:
         if bar.total is None:
             bar.reset(total=p.total_iterations)
         bar.n = p.iteration
+        if p.retry:
+            bar.write(f"{job_id}: {p.retry}; going on from iteration {p.iteration}", sys.stderr)
         bar.set_postfix(
             epoch=p.epoch + 1,
             loss=f"{p.loss:.3f}" if p.loss is not None else "-",
@@ -227,7 +302,7 @@ def run_with_progress(cfg: JobConfig, *, show: bool = True) -> JobSummary:
         )
 
     try:
-        return run_job(cfg, progress=update)
+        return start(update)
     finally:
         bar.close()
 
@@ -253,4 +328,10 @@ def print_summary(s: JobSummary) -> None:
         f"  test accuracy   {acc}",
         f"  outputs         {s.outputs['store']}/{s.outputs['model']} (model), {s.outputs['summary']}, {s.outputs['logs']}",
     ]
+    for r in s.retries:
+        who = "the round" if r["worker"] is None else f"worker {r['worker']}"
+        lines.append(
+            f"  retried         round {r['round']}: {who} failed, {r['iterations_lost']} "
+            f"iteration(s) lost: {r['reason']}"
+        )
     print("\n".join(lines))

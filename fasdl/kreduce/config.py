@@ -7,14 +7,16 @@ It is built from CLI flags, from a JSON file of the same fields, from the seed's
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import re
 import secrets
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fasdl.errors import InvalidInput
+from fasdl.errors import InvalidInput, OverlappingPrefixes
 from fasdl.platform.limits import check_memory_mb, check_timeout_s
 from fasdl.validate import finite_number, positive_number, whole_number
 
@@ -45,6 +47,7 @@ SEED_FIELDS = {
 }
 _INT_FIELDS = {
     "max_iterations_per_invocation",
+    "retries",
     "num_aggregators",
     "num_workers",
     "batch_size_wor",
@@ -69,6 +72,9 @@ _TEXT_FIELDS = (
     "output_prefix",
 )
 _JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+# The store prefixes of a job, in the order an overlap is reported (the later field is named).
+# The data is read-only input; partition, tmp and merged are scratch, deleted when the job ends.
+PREFIX_FIELDS = ("data_prefix", "partition_prefix", "tmp_prefix", "merged_prefix", "output_prefix")
 
 
 def new_job_id() -> str:
@@ -100,7 +106,10 @@ class JobConfig:
     tmp_prefix: str = "tmp"
     merged_prefix: str = "merged"
     output_prefix: str = "output"
-    comm_timeout_s: float = 120.0
+    # How long a worker waits for a peer; None: derived from the model, memory and the measured
+    # iterations (``fasdl.kreduce.timeouts``).
+    comm_timeout_s: float | None = None
+    retries: int = 3  # failed rounds retried per job, each from the last checkpoint set
     max_iterations_per_invocation: int = 0  # 0: as many as func_time_s allows
 
     def __post_init__(self) -> None:
@@ -148,23 +157,22 @@ class JobConfig:
                 f"{self.job_id!r} is not a valid job id",
                 "letters, digits, '.', '_' and '-', up to 64",
             )
-        for name in (
-            "data_prefix",
-            "partition_prefix",
-            "tmp_prefix",
-            "merged_prefix",
-            "output_prefix",
-        ):
+        for name in PREFIX_FIELDS:
             v = getattr(self, name)
-            if not v or v.startswith("/") or ".." in v.split("/"):
+            if not _segments(v) or v.startswith("/") or ".." in v.split("/"):
                 raise InvalidInput(name, f"{v!r} is not a relative prefix")
+        _check_prefixes_apart(self)
         why = "0 lets the function time limit decide; a stop is agreed one iteration ahead, so an invocation runs at least 2"
         n = whole_number(
             self.max_iterations_per_invocation, "max_iterations_per_invocation", minimum=0, fix=why
         )
         if n == 1:
             raise InvalidInput("max_iterations_per_invocation", "1 is not 0 or ≥ 2", why)
-        positive_number(self.comm_timeout_s, "comm_timeout_s", unit="s")
+        if self.comm_timeout_s is not None:
+            positive_number(
+                self.comm_timeout_s, "comm_timeout_s", unit="s", fix="or leave it out to derive it"
+            )
+        whole_number(self.retries, "retries", minimum=0, fix="0 stops the job at the first failure")
         from fasdl.models import check_model_name
 
         check_model_name(self.model)
@@ -214,25 +222,85 @@ class JobConfig:
 
     @classmethod
     def from_payload(
-        cls, payload: dict[str, Any], *, seed_semantics: bool = False, **overrides: Any
+        cls,
+        payload: dict[str, Any],
+        *,
+        seed_semantics: bool = False,
+        extra_keys: Collection[str] = (),
+        **overrides: Any,
     ) -> JobConfig:
         """The seed's trigger payload (its field names, values often strings) plus overrides.
 
         With ``seed_semantics`` (a payload written for the original FasDL: ``is_seed_payload``),
         the merge and momentum default to the seed's (``SEED_SEMANTICS``) unless given.
+        A key that is neither a field nor the seed's is refused (``check_payload_keys``), unless
+        it is one of ``extra_keys``, which are ignored (a plan's prediction, ...).
         """
+        check_payload_keys(payload, extra_keys=extra_keys)
         d: dict[str, Any] = dict(SEED_SEMANTICS) if seed_semantics else {}
         for k, v in payload.items():
             if k in SEED_FIELDS:
                 d[SEED_FIELDS[k]] = v
             elif k in {f.name for f in dataclasses.fields(cls)}:
                 d[k] = v
-            # Plan extras (predicted_time_s, breakdown, ...) and unknown seed extras are ignored.
         if "data_bucket" in payload and "dataset" not in payload and "dataset" not in overrides:
             d["dataset"] = "cifar10"  # the seed keeps the CIFAR-10 batch files in data_bucket
         d.update({k: v for k, v in overrides.items() if v is not None})
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: _coerce(k, v) for k, v in d.items() if k in known})
+
+
+def payload_keys() -> frozenset[str]:
+    """Every key a payload may hold: JobConfig's fields and the seed's names."""
+    return frozenset({f.name for f in dataclasses.fields(JobConfig)} | set(SEED_FIELDS))
+
+
+def check_payload_keys(payload: Mapping[str, Any], *, extra_keys: Collection[str] = ()) -> None:
+    """Refuse a key that is neither a field, nor the seed's, nor one of ``extra_keys``, naming
+    it and the closest known key: a typo (``"num_worker": 8``) would otherwise train with the
+    default."""
+    known = payload_keys()
+    for key in sorted(set(payload) - known - set(extra_keys), key=str):
+        close = difflib.get_close_matches(str(key), sorted(known | set(extra_keys)), n=1)
+        fix = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(known))}"
+        raise InvalidInput(str(key), "unknown key", fix)
+
+
+def _segments(prefix: str) -> tuple[str, ...]:
+    """A prefix as a key path: ``tmp//x/`` and ``./tmp/x`` are ``("tmp", "x")`` (a file store
+    reads them as the same directory). Case-folded: a file store may ignore case."""
+    return tuple(s.casefold() for s in prefix.split("/") if s not in ("", "."))
+
+
+def _check_prefixes_apart(cfg: JobConfig) -> None:
+    """No prefix equals another or holds another (as key paths; ``tmp`` holds ``tmp/x``, not
+    ``tmpx``): equal tmp and merged prefixes break a file store (a key would be a file and a
+    directory), an output prefix inside a scratch prefix is deleted by the cleanup, model
+    included, and the data is read-only input."""
+    for j, b in enumerate(PREFIX_FIELDS):
+        for a in PREFIX_FIELDS[:j]:
+            va, vb = getattr(cfg, a), getattr(cfg, b)
+            sa, sb = _segments(va), _segments(vb)
+            n = min(len(sa), len(sb))
+            if sa[:n] != sb[:n]:
+                continue
+            na, nb = a.removesuffix("_prefix"), b.removesuffix("_prefix")
+            if len(sa) == len(sb):
+                problem = f"the {na} prefix {va!r} and the {nb} prefix {vb!r} are the same"
+            elif len(sa) < len(sb):
+                problem = f"the {na} prefix {va!r} holds the {nb} prefix {vb!r}"
+            else:
+                problem = f"the {nb} prefix {vb!r} holds the {na} prefix {va!r}"
+            if a == "data_prefix":
+                fix = "the data is read-only input: keep it apart from the prefixes a job writes"
+            elif b == "output_prefix":
+                fix = (
+                    "the job deletes its tmp, merged and partition prefixes when it ends: give "
+                    "the outputs (the model) a prefix of their own"
+                )
+            else:
+                fix = "give each prefix its own path, none inside another"
+            raise OverlappingPrefixes(b, a, problem, fix)
 
 
 def is_seed_payload(d: dict[str, Any]) -> bool:

@@ -1,7 +1,15 @@
-"""Where a job's objects live. Every key names the job, so no job touches another's objects."""
+"""Where a job's objects live. Every key names the job, so no job touches another's objects.
+
+Every start of the workers (a round, or a retry of one) is an *attempt*, numbered across the
+job; the objects the workers exchange (pieces, merged chunks, the start barrier) live under their
+attempt, so a retry never reads what a failed attempt wrote. A round's checkpoints form one set,
+named by the attempt that wrote it (``checkpoint_set``); the job's state (``job_state``) says
+which set is the consistent one.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -17,9 +25,10 @@ class Keys:
     merged: str
     partition: str
     output: str
+    attempt: int = 0
 
     @classmethod
-    def for_job(cls, cfg: JobConfig) -> Keys:
+    def for_job(cls, cfg: JobConfig, attempt: int = 0) -> Keys:
         j = cfg.job_id
         return cls(
             job_id=j,
@@ -27,23 +36,44 @@ class Keys:
             merged=f"{cfg.merged_prefix.strip('/')}/{j}/",
             partition=f"{cfg.partition_prefix.strip('/')}/{j}/",
             output=f"{cfg.output_prefix.strip('/')}/{j}/",
+            attempt=attempt,
         )
 
-    # communication (tmp and merged "buckets")
+    def for_attempt(self, attempt: int) -> Keys:
+        return dataclasses.replace(self, attempt=attempt)
+
+    # communication (tmp and merged "buckets"), under the attempt
+    def attempt_prefixes(self, attempt: int | None = None) -> list[str]:
+        """Everything an attempt's workers exchange (``None``: this Keys' attempt)."""
+        a = self.attempt if attempt is None else attempt
+        return [f"{self.tmp}a{a:04d}/", f"{self.merged}a{a:04d}/"]
+
     def piece(self, iteration: int, chunk: int, sender: int) -> str:
-        return f"{self.tmp}it{iteration:07d}/c{chunk}/w{sender}"
+        return f"{self.tmp}a{self.attempt:04d}/it{iteration:07d}/c{chunk}/w{sender}"
 
     def merged_chunk(self, iteration: int, chunk: int) -> str:
-        return f"{self.merged}it{iteration:07d}/c{chunk}"
+        return f"{self.merged}a{self.attempt:04d}/it{iteration:07d}/c{chunk}"
 
-    def checkpoint(self, worker: int) -> str:
-        return f"{self.tmp}ckpt/w{worker}"
+    def arrived(self, worker: int) -> str:
+        return f"{self.tmp}a{self.attempt:04d}/barrier/w{worker}"
 
-    def arrived(self, round_: int, worker: int) -> str:
-        return f"{self.tmp}barrier/r{round_}/w{worker}"
+    def go(self) -> str:
+        return f"{self.tmp}a{self.attempt:04d}/barrier/go"
 
-    def go(self, round_: int) -> str:
-        return f"{self.tmp}barrier/r{round_}/go"
+    # checkpoints: one set per completed round, named by the attempt that wrote it
+    def checkpoint_set(self, set_id: int) -> str:
+        return f"{self.tmp}ckpt/a{set_id:04d}/"
+
+    def checkpoint(self, worker: int, set_id: int) -> str:
+        return f"{self.checkpoint_set(set_id)}w{worker}"
+
+    def job_state(self) -> str:
+        """The job's state: its configuration, progress, checkpoint set, retries (``JobState``)."""
+        return f"{self.output}job.json"
+
+    def lease(self) -> str:
+        """Who coordinates the job now, with a heartbeat (``Lease``)."""
+        return f"{self.output}lease.json"
 
     # data
     def partition_of(self, worker: int) -> str:
@@ -77,5 +107,6 @@ class Keys:
         return f"{self.output}invocations.json"
 
     def scratch_prefixes(self) -> list[str]:
-        """What the coordinator deletes when the job ends: communication and partitions."""
+        """What the coordinator deletes when the job finishes: communication, checkpoints and
+        partitions. (A job that stops early keeps its checkpoints and partitions for resume.)"""
         return [self.tmp, self.merged, self.partition]

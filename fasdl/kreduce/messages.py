@@ -66,12 +66,23 @@ class JobMeta:
 
 @dataclass(frozen=True)
 class WorkerTask:
-    """The event of one worker's invocation: train ``job`` as ``worker`` in round ``round``."""
+    """The event of one worker's invocation: train ``job`` as ``worker`` in round ``round``,
+    attempt ``attempt`` (the keys it exchanges live under it), from iteration ``start_iteration``
+    (0: from scratch; else from checkpoint set ``resume_set``)."""
 
     job: JobConfig
     worker: int
     round: int
     meta: JobMeta
+    attempt: int = 0
+    start_iteration: int = 0
+    resume_set: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.start_iteration > 0) != (self.resume_set is not None):
+            raise InvalidInput(
+                "resume_set", "a task resumes from a checkpoint set exactly when it starts past 0"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -79,12 +90,17 @@ class WorkerTask:
             "worker": self.worker,
             "round": self.round,
             "meta": self.meta.to_dict(),
+            "attempt": self.attempt,
+            "start_iteration": self.start_iteration,
+            "resume_set": self.resume_set,
         }
 
     @classmethod
     def from_dict(cls, d: object, where: str = "event") -> WorkerTask:
         e = json_object(d, where)
-        known_keys(e, ("job", "worker", "round", "meta"), where)
+        known_keys(
+            e, ("job", "worker", "round", "meta", "attempt", "start_iteration", "resume_set"), where
+        )
         job = JobConfig.from_dict(dict(json_object(required(e, "job", where), f"{where}.job")))
         worker = whole_number(
             required(e, "worker", where),
@@ -94,7 +110,25 @@ class WorkerTask:
         )
         rnd = whole_number(required(e, "round", where), f"{where}.round", minimum=0)
         meta = JobMeta.from_dict(required(e, "meta", where), f"{where}.meta")
-        return cls(job=job, worker=worker, round=rnd, meta=meta)
+        attempt = whole_number(e.get("attempt", 0), f"{where}.attempt", minimum=0)
+        start = whole_number(
+            e.get("start_iteration", 0),
+            f"{where}.start_iteration",
+            minimum=0,
+            maximum=meta.total_iterations,
+        )
+        resume_set = e.get("resume_set")
+        if resume_set is not None:
+            resume_set = whole_number(resume_set, f"{where}.resume_set", minimum=0)
+        return cls(
+            job=job,
+            worker=worker,
+            round=rnd,
+            meta=meta,
+            attempt=attempt,
+            start_iteration=start,
+            resume_set=resume_set,
+        )
 
 
 @dataclass(frozen=True)

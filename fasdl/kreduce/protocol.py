@@ -123,7 +123,7 @@ class KReduce:
         self.synchronous = synchronous
         self.bounds = chunk_bounds(numel, num_aggregators)
         self.numel = numel
-        self.timeout_s = timeout_s
+        self.timeout_s = timeout_s  # the wait for a peer; may change before each exchange
         self.io_threads = io_threads
         self._pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="kreduce-io")
 
@@ -208,6 +208,12 @@ class KReduce:
         stop = self._fetch_merged(t, [c for c in range(k) if c != w], out)
         tm.download_s = time.perf_counter() - t1
         return ExchangeResult(out, stop_at if w == 0 else stop, tm)
+
+    def republish_merged(self, t: int, vec: np.ndarray) -> None:
+        """Put this aggregator's merged chunk of iteration ``t`` again, from its vector (which is
+        merged(t) after iteration t): a resumed attempt's non-aggregators read it next."""
+        w = self.worker
+        self.store.put(self.keys.merged_chunk(t, w), encode_merged(t, 0, self._slice(vec, w)))
 
     def _put_piece(self, args: tuple[int, int, np.ndarray]) -> None:
         """Put chunk c of the vector as this worker's piece of iteration t; ``args`` is (t, c, vec)."""

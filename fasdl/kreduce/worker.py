@@ -2,9 +2,11 @@
 
 One invocation trains from where the last one stopped until the stop iteration that aggregator 0
 announces (when its function is about to run out of time) or the end of training, then saves a
-checkpoint. With the same seed, stopping and resuming gives exactly the weights of a run that
-never stops: the data order is a pure function of (seed, worker, epoch), and the checkpoint holds
-the weights and the optimizer's momentum.
+checkpoint into its attempt's set. With the same seed, stopping and resuming gives exactly the
+weights of a run that never stops: the data order is a pure function of (seed, worker, epoch),
+and the checkpoint holds the weights, the integer buffers and the optimizer's momentum. A resumed
+aggregator also puts its merged chunk of the checkpoint's iteration again, under the new attempt:
+the non-aggregators read it next, and the failed attempt that wrote it may already be gone.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import signal
 import time
 from dataclasses import asdict
 from typing import Any
@@ -25,6 +28,7 @@ from fasdl.kreduce.keys import Keys
 from fasdl.kreduce.logs import IterationLog
 from fasdl.kreduce.messages import WorkerResult, WorkerTask, decode_json, json_number
 from fasdl.kreduce.protocol import KReduce
+from fasdl.kreduce.timeouts import PeerTimeouts
 from fasdl.platform import Handler
 from fasdl.store import open_store
 from fasdl.training import (
@@ -41,6 +45,9 @@ PROGRESS_EVERY_S = 1.0
 # A test hook: every iteration lasts at least this long (seconds), so a test can make a job
 # outlast its functions' time limit by construction, whatever the machine's speed.
 MIN_ITERATION_ENV = "FASDL_TEST_MIN_ITERATION_S"
+# A test hook for fault tests: "W:T:A" makes worker W kill itself with SIGKILL when it reaches
+# iteration T in attempt A ("*": in every attempt), a real crash at a point the test chooses.
+KILL_AT_ENV = "FASDL_TEST_KILL_AT"
 # How the coordinator invokes this module's ``handler``: its short name and its import target.
 HANDLER = Handler("kreduce_worker", f"{__name__}:handler")
 
@@ -62,12 +69,13 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def run_worker(task: WorkerTask, context: Any) -> WorkerResult:
-    """Train from the last checkpoint (round > 0) until the agreed stop or the end of training."""
+    """Train from the task's checkpoint set (or from scratch) until the agreed stop or the end of
+    training."""
     started = time.monotonic()
     cfg, w, rnd, meta = task.job, task.worker, task.round, task.meta
     total_iterations = meta.total_iterations
     store = open_store(cfg.store)
-    keys = Keys.for_job(cfg)
+    keys = Keys.for_job(cfg, attempt=task.attempt)
     batch = cfg.batch_sizes[w]
 
     partition_key = keys.partition_of(w)
@@ -77,8 +85,14 @@ def run_worker(task: WorkerTask, context: Any) -> WorkerResult:
     model = seeded_model(cfg.model, cfg.seed, meta.num_classes, meta.input_shape)
     vec = ModelVector.attach(model)
     opt = make_optimizer(model, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    done = _resume(store.get(keys.checkpoint(w)), keys.checkpoint(w), vec, opt) if rnd > 0 else 0
+    done = 0
+    if task.resume_set is not None:
+        ckpt = keys.checkpoint(w, task.resume_set)
+        done = _resume(store.get(ckpt), ckpt, vec, opt, model)
+        if done != task.start_iteration:
+            raise CorruptObject(ckpt, f"holds iteration {done}, not {task.start_iteration}")
 
+    timeouts = PeerTimeouts.for_worker(cfg, w, vec.numel)
     comm = KReduce(
         store,
         keys,
@@ -86,24 +100,35 @@ def run_worker(task: WorkerTask, context: Any) -> WorkerResult:
         batch_sizes=cfg.batch_sizes,
         num_aggregators=cfg.num_aggregators,
         numel=vec.numel,
-        timeout_s=cfg.comm_timeout_s,
+        timeout_s=timeouts.start_s(),  # set before each exchange (``timeouts.exchange_s``)
         merge=cfg.merge,
         synchronous=cfg.synchronous,
     )
+    if (
+        done
+        and comm.is_aggregator
+        and not cfg.synchronous
+        and cfg.num_aggregators < cfg.num_workers
+    ):
+        # The non-aggregators continue from merged(done): this aggregator's vector is exactly it.
+        comm.republish_merged(done, vec.numpy())
     # Start barrier: say we are here (with our deadline), wait for the coordinator's go, which
     # carries the earliest deadline of all workers: the stop is planned against it.
     my_deadline = time.time() + context.get_remaining_time_in_millis() / 1000
-    store.put(keys.arrived(rnd, w), json.dumps({"deadline": my_deadline}).encode())
+    store.put(keys.arrived(w), json.dumps({"deadline": my_deadline}).encode())
     go = decode_json(
         store.wait(
-            keys.go(rnd), cfg.comm_timeout_s, what=f"the coordinator's start signal of round {rnd}"
+            keys.go(),
+            timeouts.start_s(),
+            what=f"the coordinator's start signal of round {rnd} (attempt {task.attempt})",
         ),
-        keys.go(rnd),
+        keys.go(),
     )
-    deadline = json_number(go, "deadline", keys.go(rnd))
+    deadline = json_number(go, "deadline", keys.go())
     setup_s = time.monotonic() - started
 
     min_iteration_s = float(os.environ.get(MIN_ITERATION_ENV) or 0.0)
+    kill_at = _kill_point(task)
     logs: list[IterationLog] = []
     stop_at = total_iterations
     announced = 0
@@ -112,6 +137,8 @@ def run_worker(task: WorkerTask, context: Any) -> WorkerResult:
     try:
         while t < min(stop_at, total_iterations):
             t += 1
+            if t == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
             it0 = time.perf_counter()
             epoch, idx = worker_batch(len(y_all), batch, t, cfg.seed, w)
             loss = train_step(model, opt, x_all[idx], y_all[idx])
@@ -126,6 +153,7 @@ def run_worker(task: WorkerTask, context: Any) -> WorkerResult:
                     and t + 1 - done >= cfg.max_iterations_per_invocation
                 ):
                     announced = t + 1
+            comm.timeout_s = timeouts.exchange_s(logs, train_s)
             res = comm.exchange(t, vec.numpy(), stop_at=announced)
             if res.vector is not None:
                 vec.load(res.vector)
@@ -163,7 +191,7 @@ def run_worker(task: WorkerTask, context: Any) -> WorkerResult:
         if w == 0:
             store.put(keys.model(), state_dict_bytes(model))
     else:
-        store.put(keys.checkpoint(w), save_checkpoint(t, vec, opt))
+        store.put(keys.checkpoint(w, task.attempt), save_checkpoint(t, vec, opt, model))
     checkpoint_s = time.perf_counter() - c0
     store.put(keys.worker_log(w, rnd), "\n".join(json.dumps(asdict(r)) for r in logs).encode())
     return WorkerResult(
@@ -181,10 +209,23 @@ def run_worker(task: WorkerTask, context: Any) -> WorkerResult:
     )
 
 
-def _resume(blob: bytes, key: str, vec: ModelVector, opt: torch.optim.Optimizer) -> int:
+def _kill_point(task: WorkerTask) -> int:
+    """The iteration at which ``KILL_AT_ENV`` kills this worker (0: never)."""
+    spec = os.environ.get(KILL_AT_ENV)
+    if not spec:
+        return 0
+    worker, iteration, attempt = spec.split(":")
+    if int(worker) != task.worker or attempt not in ("*", str(task.attempt)):
+        return 0
+    return int(iteration)
+
+
+def _resume(
+    blob: bytes, key: str, vec: ModelVector, opt: torch.optim.Optimizer, model: torch.nn.Module
+) -> int:
     """Load the checkpoint ``blob`` (read at ``key``); the iteration it was saved at."""
     try:
-        return load_checkpoint(blob, vec, opt)
+        return load_checkpoint(blob, vec, opt, model)
     except (pickle.UnpicklingError, EOFError, RuntimeError, KeyError, ValueError, TypeError) as e:
         raise CorruptObject(key, f"not a checkpoint of this model ({type(e).__name__}: {e})") from e
 

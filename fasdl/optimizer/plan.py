@@ -32,6 +32,31 @@ from fasdl.perf.transfer import TransferModel
 from fasdl.platform.limits import MIN_MEMORY_MB
 from fasdl.validate import positive_number, whole_number
 
+# Every key of ``Plan.to_dict`` (``fasdl optimize --json``): ``fasdl train --plan`` accepts them,
+# the job's own among them, and ignores the prediction's.
+PLAN_JSON_KEYS = frozenset(
+    {
+        "batch_size_agg",
+        "num_workers",
+        "memory",
+        "batch_size_wor",
+        "pattern_k",
+        "epochs",
+        "samples",
+        "func_time",
+        "predicted_time_s",
+        "predicted_cost_usd",
+        "breakdown",
+        "scatter_reduce",
+        "all_reduce",
+        "objective",
+        "deadline_s",
+        "budget_usd",
+        "search",
+        "warnings",
+    }
+)
+
 
 @dataclass(frozen=True, kw_only=True)
 class Plan:

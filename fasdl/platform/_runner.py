@@ -5,7 +5,9 @@ context and where to write the outcome. The outcome file is written atomically (
 then a rename), so the parent either finds a whole outcome or none: none means the process died.
 
 A watchdog thread ends the process if its parent disappears or if it outlives its deadline by a
-grace period, so no function outlives the platform that started it even if the parent is killed.
+grace period. It cannot act while the CPU throttle has the process stopped: the platform's reaper
+(``_reaper.py``) is what ends a killed owner's functions; the watchdog covers the moment between a
+function's start and the reaper hearing of it.
 """
 
 from __future__ import annotations

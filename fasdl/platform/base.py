@@ -2,7 +2,8 @@
 
 A handler is Lambda's: ``handler(event: dict, context) -> JSON-serialisable``, so the same code
 runs on the local platform, inline (threads, for tests) and on real clouds. Each platform is a
-small adapter: it implements ``_start`` and inherits validation, records and waiting from here.
+small adapter: it implements ``_start`` and ``_cancel`` and inherits validation, records and
+waiting from here.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ class State(enum.StrEnum):
     FAILED = "failed"
     TIMED_OUT = "timed_out"
     OUT_OF_MEMORY = "out_of_memory"
+    CANCELLED = "cancelled"  # stopped by ``Platform.cancel``: ``error`` holds the reason
 
     @property
     def finished(self) -> bool:
@@ -97,15 +99,30 @@ class State(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Context:
-    """What Lambda hands a handler as ``context``, with the same attribute names."""
+    """What Lambda hands a handler as ``context``, with the same attribute names.
+
+    Beyond Lambda's: ``cancelled``, true once the platform was asked to cancel the invocation
+    and could not stop the handler (the inline platform's threads); from then on
+    ``get_remaining_time_in_millis()`` is 0, so a handler that bounds its waits by its remaining
+    time gives up at once. (A platform that can stop the handler, like the local one, kills it.)
+    """
 
     function_name: str
     memory_limit_in_mb: int
     aws_request_id: str
     deadline_monotonic: float
     vcpus: float
+    cancel_event: threading.Event = field(
+        default_factory=threading.Event, repr=False, compare=False
+    )
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
 
     def get_remaining_time_in_millis(self) -> int:
+        if self.cancelled:
+            return 0
         return max(0, int((self.deadline_monotonic - time.monotonic()) * 1000))
 
 
@@ -216,7 +233,7 @@ def round_up_mb(mb: float) -> float:
 
 
 class Platform(ABC):
-    """Invoke handlers by name. Subclasses implement ``_start`` (and ``shutdown``)."""
+    """Invoke handlers by name. Subclasses implement ``_start``, ``_cancel`` (and ``shutdown``)."""
 
     name: str = "abstract"
 
@@ -264,6 +281,32 @@ class Platform(ABC):
     @abstractmethod
     def _start(self, inv: Invocation, target: str, body: bytes) -> None:
         """Run the invocation (now or when a concurrency slot frees) and call ``inv.finish``."""
+
+    def cancel(self, inv: Invocation, reason: str = "cancelled") -> None:
+        """Stop ``inv`` and finish it as ``State.CANCELLED``, with ``reason`` as its ``error``.
+
+        When this returns, ``inv`` is finished (``done()``) and its record bills the time it ran
+        (nothing if it was still pending). The platform goes on: other invocations are not
+        touched and new ones are accepted. A platform that can stop the function does so (local:
+        its process group is killed before this returns); one that cannot (inline: a thread)
+        sets its context's ``cancelled`` and drops whatever it returns later. Cancelling an
+        invocation that has already finished, in whatever state, changes nothing.
+        """
+        if not isinstance(reason, str) or not reason.strip():
+            raise InvalidInput("reason", f"must be a non-empty string, not {reason!r}")
+        with self._records_lock:
+            ours = any(known is inv for known in self._invocations)
+        if not ours:
+            raise InvalidInput(
+                "invocation", f"{inv.request_id} was not invoked on this {self.name} platform"
+            )
+        if inv.done():
+            return
+        self._cancel(inv, reason)
+
+    @abstractmethod
+    def _cancel(self, inv: Invocation, reason: str) -> None:
+        """Stop ``inv`` (not finished, invoked here) and finish it as ``CANCELLED`` before returning."""
 
     @property
     def invocations(self) -> list[Invocation]:

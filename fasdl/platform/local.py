@@ -7,7 +7,12 @@ One supervisor thread watches every running invocation and enforces Lambda's rul
   process group against a per-period CPU quota (``throttle.CpuBudget``);
 - memory: resident memory of the process tree over the memory size -> killed, OUT_OF_MEMORY;
 - timeout: wall clock from the start (stopped time included, as on Lambda) -> killed, TIMED_OUT;
-- concurrency: invocations beyond the limit wait PENDING in a FIFO queue.
+- concurrency: invocations beyond the limit wait PENDING in a FIFO queue;
+- cancel: ``Platform.cancel`` kills the process group -> CANCELLED, billed for the time it ran.
+
+A reaper process (``_reaper.py``), started with the first invocation, kills every function's
+process group once the process that owns the platform is gone, whatever killed it: the owner
+tells it each group it starts over a pipe, and the pipe's end-of-file is the owner's death.
 
 Billed duration is from just before the process is started to the moment its exit is seen, so it
 includes interpreter start and imports, as Lambda has billed its INIT phase since 2025.
@@ -49,6 +54,9 @@ REAP_POLL_S = 0.001  # once its exit pipe has closed, a process is a zombie with
 KILLED_POLL_S = 0.01
 EXITING_WINDOW_S = 0.1
 SHUTDOWN_JOIN_S = 10.0
+CANCEL_WAIT_S = 30.0  # cancel() waits this long for the killed function to be reaped
+REAPER_SCRIPT = Path(__file__).with_name("_reaper.py")
+REAPER_EXIT_WAIT_S = 10.0
 LOG_TAIL_BYTES = 2000
 THREAD_ENV_VARS = (
     "OMP_NUM_THREADS",
@@ -57,6 +65,97 @@ THREAD_ENV_VARS = (
     "VECLIB_MAXIMUM_THREADS",
     "NUMEXPR_NUM_THREADS",
 )
+
+
+# The write ends of the reapers' pipes of this process. A process forked from the owner (os.fork,
+# multiprocessing's "fork") closes them at once: a copy kept open in a child that outlives the
+# owner would hide the owner's death from the reaper. (exec'd children never get them: the fds
+# are not inheritable and subprocess closes the others.)
+_REAPER_WRITE_FDS: set[int] = set()
+
+
+def _close_reaper_pipes_in_child() -> None:
+    for fd in list(_REAPER_WRITE_FDS):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _REAPER_WRITE_FDS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_reaper_pipes_in_child)
+
+
+class _Reaper:
+    """The owner's side of the reaper process (``_reaper.py``): register and forget process groups.
+
+    The lines are written without blocking from the supervisor thread: a reaper that died or
+    stopped reading costs a warning, not a stuck supervisor (each function's own watchdog still
+    ends it if the owner dies while it runs).
+    """
+
+    def __init__(self) -> None:
+        read_fd, write_fd = os.pipe()
+        _REAPER_WRITE_FDS.add(write_fd)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", str(REAPER_SCRIPT)],
+                stdin=read_fd,
+                stdout=subprocess.DEVNULL,
+                start_new_session=True,  # out of the owner's group: a Ctrl-C or killpg spares it
+            )
+        except BaseException:
+            _REAPER_WRITE_FDS.discard(write_fd)
+            os.close(write_fd)
+            raise
+        finally:
+            os.close(read_fd)
+        os.set_blocking(write_fd, False)
+        self._write_fd: int | None = write_fd
+        self._lock = threading.Lock()
+        self._warned = False
+
+    def register(self, pgid: int) -> None:
+        self._send(f"+{pgid}\n")
+
+    def forget(self, pgid: int) -> None:
+        """The group is dead and about to be reaped (after which its id may be reused)."""
+        self._send(f"-{pgid}\n")
+
+    def _send(self, line: str) -> None:
+        with self._lock:
+            if self._write_fd not in _REAPER_WRITE_FDS:  # closed, or this is a forked copy
+                return
+            assert self._write_fd is not None
+            try:
+                os.write(self._write_fd, line.encode())  # < PIPE_BUF: all or nothing
+            except OSError as e:
+                if not self._warned:
+                    self._warned = True
+                    log.warning(
+                        "the local platform's reaper (pid %d) cannot be told about its "
+                        "functions (%s): if this process is killed, they end only by their "
+                        "own watchdog",
+                        self.proc.pid,
+                        e,
+                    )
+
+    def close(self) -> None:
+        """End the reaper: it kills the groups still registered (none after an orderly shutdown)."""
+        with self._lock:
+            write_fd, self._write_fd = self._write_fd, None
+        if write_fd not in _REAPER_WRITE_FDS:  # closed, or this is a forked copy: not ours
+            return
+        assert write_fd is not None
+        _REAPER_WRITE_FDS.discard(write_fd)
+        os.close(write_fd)
+        try:
+            self.proc.wait(REAPER_EXIT_WAIT_S)
+        except subprocess.TimeoutExpired:
+            log.warning(
+                "the local platform's reaper (pid %d) did not exit within %.0f s",
+                self.proc.pid,
+                REAPER_EXIT_WAIT_S,
+            )
 
 
 class OversubscriptionWarning(RuntimeWarning):
@@ -142,6 +241,9 @@ class LocalPlatform(Platform):
         self._warned = False
         self._thread: threading.Thread | None = None
         self._root: Path | None = None
+        self._reaper: _Reaper | None = None
+        # Cancels for the supervisor (or for ``_start``, if it comes first), by request id.
+        self._cancels: dict[str, tuple[Invocation, str]] = {}
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._selector = selectors.DefaultSelector()
@@ -155,16 +257,43 @@ class LocalPlatform(Platform):
             if self._closing or self._supervisor_stopped:
                 inv.finish(State.FAILED, error="the platform is shut down")
                 raise FasdlError(f"invocation of {inv.handler!r}: the platform is shut down")
+            cancelled = self._cancels.pop(inv.request_id, None)
+            if cancelled is not None:  # cancelled before it got here
+                inv.finish(State.CANCELLED, error=cancelled[1])
+                return
             if self._thread is None:
                 if self.log_dir is not None:
                     self.log_dir.mkdir(parents=True, exist_ok=True)
                 self._root = Path(tempfile.mkdtemp(prefix="fasdl-local-"))
+                try:
+                    self._reaper = _Reaper()
+                except Exception:  # the functions still have their own watchdog
+                    log.warning(
+                        "could not start the local platform's reaper: if this process is "
+                        "killed, its functions end only by their own watchdog",
+                        exc_info=True,
+                    )
                 self._thread = threading.Thread(
                     target=self._supervise, name="fasdl-local-supervisor", daemon=True
                 )
                 self._thread.start()
             self._pending.append((inv, target))
         self._wake()
+
+    def _cancel(self, inv: Invocation, reason: str) -> None:
+        """A pending invocation never starts; a running one's process group is killed and reaped
+        by the supervisor before this returns (``WaitTimeout`` if that takes ``CANCEL_WAIT_S``)."""
+        with self._lock:
+            queued = next((i for i, (p, _) in enumerate(self._pending) if p is inv), None)
+            if queued is not None:
+                del self._pending[queued]
+            else:
+                self._cancels[inv.request_id] = (inv, reason)
+        if queued is not None:
+            inv.finish(State.CANCELLED, error=reason)
+            return
+        self._wake()
+        inv.wait(CANCEL_WAIT_S)
 
     def shutdown(self) -> None:
         """Kill every running invocation, fail the pending ones, stop the supervisor."""
@@ -180,11 +309,15 @@ class LocalPlatform(Platform):
         self._wake()
         if self._thread is not None:
             self._thread.join(SHUTDOWN_JOIN_S)
-            if self._thread.is_alive():
-                log.warning(
-                    "the local platform's supervisor did not stop within %.0f s", SHUTDOWN_JOIN_S
-                )
-                return
+        # Every function has been reaped, so the reaper has nothing left to kill; if the
+        # supervisor is stuck, the reaper kills what is still registered.
+        if self._reaper is not None:
+            self._reaper.close()
+        if self._thread is not None and self._thread.is_alive():
+            log.warning(
+                "the local platform's supervisor did not stop within %.0f s", SHUTDOWN_JOIN_S
+            )
+            return
         self._selector.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
@@ -206,13 +339,20 @@ class LocalPlatform(Platform):
                     to_start: list[tuple[Invocation, str]] = []
                     while self._pending and len(running) + len(to_start) < self.concurrency:
                         to_start.append(self._pending.popleft())
+                    cancels, self._cancels = self._cancels, {}
                 if closing and not running and not to_start:
                     return
                 for inv, target in to_start:
+                    cancelled = cancels.pop(inv.request_id, None)
+                    if cancelled is not None:  # cancelled as it left the queue: never started
+                        inv.finish(State.CANCELLED, error=cancelled[1])
+                        continue
                     job = self._spawn(inv, target)
                     if job is not None:
                         running.append(job)
                         self._check_oversubscription(running)
+                if cancels:
+                    self._apply_cancels(cancels, running)
                 next_wake = time.monotonic() + MAX_SLEEP_S
                 for job in list(running):
                     try:
@@ -246,6 +386,22 @@ class LocalPlatform(Platform):
                     log.warning("reaping invocation %s failed", job.inv.request_id, exc_info=True)
                 if not job.inv.done():
                     self._conclude(job, State.FAILED, "the platform's supervisor stopped")
+
+    def _apply_cancels(
+        self, cancels: dict[str, tuple[Invocation, str]], running: list[_Running]
+    ) -> None:
+        by_id = {job.inv.request_id: job for job in running}
+        keep: dict[str, tuple[Invocation, str]] = {}
+        for request_id, (inv, reason) in cancels.items():
+            job = by_id.get(request_id)
+            if job is not None:
+                if job.kill_reason is None:  # not already being killed (timeout, memory)
+                    self._kill(job, State.CANCELLED, reason)
+            elif not inv.done():  # not yet through ``_start``: it finishes it there
+                keep[request_id] = (inv, reason)
+        if keep:
+            with self._lock:
+                self._cancels.update(keep)
 
     def _sleep_until(self, wake_at: float) -> None:
         timeout = max(0.0, wake_at - time.monotonic())
@@ -309,6 +465,8 @@ class LocalPlatform(Platform):
             raise
         finally:
             os.close(exit_w)
+        if self._reaper is not None:
+            self._reaper.register(proc.pid)  # its process group: it leads its own session
         inv.state = State.RUNNING
         budget = None
         # With a whole machine's share or more there is nothing to cap.
@@ -410,6 +568,7 @@ class LocalPlatform(Platform):
             try:
                 exited = self._peek_exit(job)
             except ChildProcessError:  # someone else reaped it
+                self._forget(job)
                 job.exit_status_lost = True
                 job.end_monotonic = time.monotonic()
                 job.proc.returncode = 255
@@ -423,10 +582,15 @@ class LocalPlatform(Platform):
         # Stray descendants die with the invocation, as when a sandbox is reclaimed. Unreaped,
         # the exited leader is a zombie, so its process group id cannot have been reused.
         job.tree.kill()
+        self._forget(job)  # before the reaping that frees the group's id for reuse
         if job.reaped_status is None:
             _, job.reaped_status, job.rusage = os.wait4(job.proc.pid, 0)
         job.proc.returncode = os.waitstatus_to_exitcode(job.reaped_status)
         return True
+
+    def _forget(self, job: _Running) -> None:
+        if self._reaper is not None:
+            self._reaper.forget(job.proc.pid)
 
     @staticmethod
     def _peek_exit(job: _Running) -> bool:

@@ -10,6 +10,7 @@ Each is named by ``target(name)``: "fasdl.testing.platform_handlers:NAME".
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
@@ -50,12 +51,51 @@ def block(event: dict[str, Any], context: Any) -> str:
     """Block until the file ``event["release_path"]`` exists: in a test, for ever.
 
     A timeout test never creates the file; its clean-up does, so that a platform that cannot
-    stop a running handler (inline: a thread) does not keep it after the test.
+    stop a running handler (inline: a thread) does not keep it after the test. With
+    ``event["started_path"]`` it first creates that file, so a test sees that it runs.
     """
     path = event["release_path"]
+    if "started_path" in event:
+        _write_atomically(event["started_path"], context.aws_request_id)
     while not os.path.exists(path):
         time.sleep(RELEASE_POLL_S)
     return "released"
+
+
+def spin(event: dict[str, Any], context: Any) -> str:
+    """Burn CPU until the file ``event["release_path"]`` exists, so a throttled platform keeps
+    stopping and resuming it. It first starts ``event.get("children", 0)`` child processes that
+    sleep (members of its process group) and writes ``{"pid": ..., "children": [...]}`` to
+    ``event["pid_path"]`` (atomically), so a test knows every process of the function.
+    """
+    import subprocess
+    import sys
+
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", "import time\nwhile True: time.sleep(60)"],
+            stdin=subprocess.DEVNULL,
+        ).pid
+        for _ in range(int(event.get("children", 0)))
+    ]
+    _write_atomically(event["pid_path"], json.dumps({"pid": os.getpid(), "children": children}))
+    path = event["release_path"]
+    next_look = 0.0
+    x = 0
+    while True:
+        x = (x * 31 + 7) % 1_000_003
+        now = time.monotonic()
+        if now >= next_look:
+            if os.path.exists(path):
+                return "released"
+            next_look = now + RELEASE_POLL_S
+
+
+def _write_atomically(path: str, text: str) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def remaining_time(event: dict[str, Any], context: Any) -> list[int]:

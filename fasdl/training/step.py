@@ -45,19 +45,44 @@ def train_step(
     return float(loss.detach())
 
 
-def save_checkpoint(iteration: int, vec: ModelVector, opt: torch.optim.Optimizer) -> bytes:
-    """The weights (the model's vector) and the optimizer's state after ``iteration``."""
+def _integer_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The buffers the vector does not hold (BatchNorm's ``num_batches_tracked``)."""
+    return {n: b for n, b in model.named_buffers() if not b.is_floating_point()}
+
+
+def save_checkpoint(
+    iteration: int, vec: ModelVector, opt: torch.optim.Optimizer, model: nn.Module
+) -> bytes:
+    """The weights (the model's vector), its integer buffers and the optimizer's state after
+    ``iteration``: everything a resumed worker needs to go on exactly as if it never stopped."""
     buf = io.BytesIO()
     torch.save(
-        {"iteration": iteration, "vector": vec.flat.clone(), "optimizer": opt.state_dict()}, buf
+        {
+            "iteration": iteration,
+            "vector": vec.flat.clone(),
+            "buffers": {n: b.clone() for n, b in _integer_buffers(model).items()},
+            "optimizer": opt.state_dict(),
+        },
+        buf,
     )
     return buf.getvalue()
 
 
-def load_checkpoint(blob: bytes, vec: ModelVector, opt: torch.optim.Optimizer) -> int:
-    """Restore what ``save_checkpoint`` saved into ``vec`` and ``opt``; returns its iteration."""
+def load_checkpoint(
+    blob: bytes, vec: ModelVector, opt: torch.optim.Optimizer, model: nn.Module
+) -> int:
+    """Restore what ``save_checkpoint`` saved into ``vec``, ``model`` and ``opt``; returns its
+    iteration."""
     state = torch.load(io.BytesIO(blob), weights_only=True)
     vec.flat.copy_(state["vector"])
+    buffers = _integer_buffers(model)
+    if set(state["buffers"]) != set(buffers):
+        raise KeyError(
+            f"integer buffers {sorted(state['buffers'])}, the model has {sorted(buffers)}"
+        )
+    with torch.no_grad():
+        for name, value in state["buffers"].items():
+            buffers[name].copy_(value)
     opt.load_state_dict(state["optimizer"])
     return int(state["iteration"])
 

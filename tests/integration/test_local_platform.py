@@ -1,7 +1,7 @@
 """The local platform with real processes: what it does beyond the platform contract.
 
-Processes, thread counts, deaths, logs, CPU shares, memory limits, killing on timeout and at
-shutdown, and the ``fasdl smoke`` CLI. The promises every platform keeps (results, failures,
+Processes, thread counts, deaths, logs, CPU shares, memory limits, killing on timeout, on cancel
+and at shutdown, the reaper that ends the functions of a killed owner, and the ``fasdl smoke`` CLI. The promises every platform keeps (results, failures,
 timeouts, records, payloads, validation, concurrency and its queue) are in
 test_platform_contract.py, run against this platform too.
 """
@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import textwrap
 import time
 import warnings
+from pathlib import Path
 
 import psutil
 import pytest
 
 from fasdl.platform import State
+from fasdl.platform._reaper import parse as parse_reaper_lines
 from fasdl.platform.local import LocalPlatform, OversubscriptionWarning
+from fasdl.testing.platform_handlers import target
 
 WAIT_S = 60  # a generous deadline for any single invocation on a busy machine
 pytestmark = pytest.mark.timeout(180)
@@ -32,10 +37,18 @@ def plat():
 
 
 def _runner_children() -> list[psutil.Process]:
+    return _children_running("fasdl.platform._runner")
+
+
+def _reaper_children() -> list[psutil.Process]:
+    return _children_running("_reaper.py")
+
+
+def _children_running(words: str) -> list[psutil.Process]:
     found = []
     for p in psutil.Process().children(recursive=True):
         try:
-            if "fasdl.platform._runner" in " ".join(p.cmdline()):
+            if words in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE:
                 found.append(p)
         except psutil.Error:
             pass
@@ -182,8 +195,173 @@ def test_shutdown_kills_running_and_fails_pending():
     assert running.wait(WAIT_S) is State.FAILED and "shut down" in running.error
     assert pending.wait(WAIT_S) is State.FAILED and "before the invocation started" in pending.error
     assert _runner_children() == []
+    assert _reaper_children() == []  # the reaper ends with the platform
     with pytest.raises(Exception, match="shut down"):
         plat.invoke("smoke", {}, memory_mb=256, timeout_s=30)
+
+
+# ---- cancel -------------------------------------------------------------------------------------
+
+
+def test_cancel_kills_a_throttled_function_and_its_children(plat, tmp_path):
+    # At 128 MB a CPU-bound function is stopped most of the time: cancel kills it all the same,
+    # with the process it started, and bills the time it ran.
+    pid_path = tmp_path / "pids.json"
+    event = {"pid_path": str(pid_path), "release_path": str(tmp_path / "never"), "children": 1}
+    inv = plat.invoke(target("spin"), event, memory_mb=128, timeout_s=300)
+    _wait_until(pid_path.exists, "the function to start")
+    pids = json.loads(pid_path.read_text())
+    _wait_until(lambda: _is_stopped(pids["pid"]), "the throttle to stop the function")
+    plat.cancel(inv, "its round failed")
+    assert inv.done() and inv.state is State.CANCELLED
+    assert inv.error == "its round failed"
+    assert all(_dies(pid) for pid in [pids["pid"], *pids["children"]])
+    record = inv.record()
+    assert record.state == "cancelled" and record.error == "its round failed"
+    assert record.billed_ms >= 1 and record.started_at is not None
+    assert _runner_children() == []
+    # The platform goes on.
+    assert plat.invoke("smoke", {}, memory_mb=256, timeout_s=30, sync=True).state is State.SUCCEEDED
+
+
+# ---- a killed owner -----------------------------------------------------------------------------
+
+# Opens a local platform, starts N CPU-bound functions at 128 MB (so the throttle keeps stopping
+# them), each with a sleeping child, and prints every process it started once the functions say
+# they run. With "fork" it first forks a child that sleeps on (as multiprocessing's "fork" does):
+# the child must not keep the owner's death from the reaper.
+OWNER = textwrap.dedent(
+    """
+    import json, os, sys, threading, time
+    import psutil
+    from fasdl.platform.local import LocalPlatform
+    from fasdl.testing.platform_handlers import target
+
+    tmp, n, fork = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "fork"
+    plat = LocalPlatform()
+    paths = [os.path.join(tmp, f"pids-{i}.json") for i in range(n)]
+    for path in paths:
+        event = {"pid_path": path, "release_path": os.path.join(tmp, "never"), "children": 1}
+        plat.invoke(target("spin"), event, memory_mb=128, timeout_s=600)
+    forked = None
+    if fork:
+        forked = os.fork()
+        if forked == 0:
+            while True:
+                time.sleep(60)
+    deadline = time.monotonic() + 120
+    while not all(os.path.exists(p) for p in paths):
+        if time.monotonic() > deadline or any(inv.done() for inv in plat.invocations):
+            sys.exit(f"the functions did not start: {[i.error for i in plat.invocations]}")
+        time.sleep(0.01)
+    functions = [json.load(open(p)) for p in paths]
+    others = [p.pid for p in psutil.Process().children(recursive=True) if p.pid != forked]
+    print(json.dumps({"functions": functions, "processes": others, "forked": forked}), flush=True)
+    threading.Event().wait()
+    """
+)
+
+
+@pytest.mark.parametrize("fork", [False, True], ids=["alone", "with-a-forked-child"])
+def test_a_killed_owners_functions_end_within_seconds_even_when_stopped(tmp_path, fork):
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER, str(tmp_path), "3", "fork" if fork else "-"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    forked = None
+    processes: set[int] = set()
+    try:
+        line = owner.stdout.readline()
+        assert line, f"the owner printed nothing: {owner.communicate()[1]}"
+        started = json.loads(line)
+        forked = started["forked"]
+        leaders = [f["pid"] for f in started["functions"]]
+        processes = set(started["processes"])  # the functions, their children, the reaper
+        assert {*leaders, *(c for f in started["functions"] for c in f["children"])} < processes
+        # Freeze the owner at a moment when the throttle has a function stopped: no one will
+        # resume that one, as after a SIGKILL at that moment.
+        _freeze_with_one_stopped(owner.pid, leaders)
+        os.kill(owner.pid, signal.SIGKILL)
+        owner.wait()
+        gone_in = _seconds_until_all_gone(processes, within_s=30)
+        assert gone_in is not None, f"still there 30 s after the owner died: {_alive(processes)}"
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.wait()
+        for pid in _alive([*processes, *([forked] if forked else [])]):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _freeze_with_one_stopped(owner: int, pids: list[int]) -> list[int]:
+    """SIGSTOP ``owner`` at a moment when one of ``pids`` is stopped; returns the stopped ones."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        os.kill(owner, signal.SIGSTOP)
+        _wait_until(lambda: _all_threads_stopped(owner), "the owner to stop")
+        stopped = [pid for pid in pids if _is_stopped(pid)]
+        if stopped:
+            return stopped
+        os.kill(owner, signal.SIGCONT)
+        time.sleep(0.01)  # let the throttle run
+    raise AssertionError(f"no function was ever seen stopped within {WAIT_S} s")
+
+
+def _is_stopped(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_STOPPED
+    except psutil.Error:
+        return False
+
+
+def _all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of ``pid`` has stopped (the signal reaches them one by one)."""
+    task_dir = Path(f"/proc/{pid}/task")
+    if not task_dir.is_dir():  # no /proc (macOS): the process's state is all there is
+        return _is_stopped(pid)
+    states = []
+    for stat in task_dir.glob("*/stat"):
+        try:
+            states.append(stat.read_text().rsplit(")", 1)[1].split()[0])
+        except (OSError, IndexError):
+            continue  # a thread that just ended
+    return bool(states) and all(state in ("T", "t") for state in states)
+
+
+def _alive(pids) -> list[int]:
+    alive = []
+    for pid in pids:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                alive.append(pid)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def _seconds_until_all_gone(pids, within_s: float) -> float | None:
+    start = time.monotonic()
+    while _alive(pids):
+        if time.monotonic() - start > within_s:
+            return None
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def _wait_until(condition, what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {WAIT_S} s waiting for {what}")
+        time.sleep(0.01)
+
+
+def test_the_reaper_keeps_the_groups_it_is_told_about():
+    groups: set[int] = set()
+    parse_reaper_lines([b"+100", b"+200", b"-100", b"+0", b"+1", b"junk", b"", b"+-5"], groups)
+    assert groups == {200}
 
 
 def _fasdl(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -4,7 +4,8 @@ A handler's result comes back; its exception becomes a failed invocation with th
 timeout is enforced and recorded; payloads are JSON within Lambda's limits; memory and timeout are
 checked before anything runs; every invocation leaves a billing record; up to the concurrency
 limit the functions run at the same time, past it they wait in a FIFO queue; a handler's context
-counts down its remaining time. What one platform does beyond this (processes, CPU shares, memory
+counts down its remaining time; a cancelled invocation is finished at once, billed for the time it
+ran, and the platform goes on. What one platform does beyond this (processes, CPU shares, memory
 limits: tests/integration/test_local_platform.py) is tested with that platform.
 
 A new platform is added to ``CONTRACT_PLATFORMS`` (``test_every_platform_is_under_contract``
@@ -315,6 +316,87 @@ def test_shutdown_fails_the_pending_and_refuses_new_invocations(
         platform.invoke(ECHO, {}, memory_mb=256, timeout_s=30)
     Path(release_path).touch()  # a platform that cannot stop the running one lets it finish
     assert running.wait(WAIT_S).finished
+
+
+# ---- cancel -------------------------------------------------------------------------------------
+
+
+def test_cancel_finishes_a_running_invocation_and_the_platform_goes_on(
+    platform: Platform, release_path: str, tmp_path: Path
+) -> None:
+    started = tmp_path / "started"
+    event = {"release_path": release_path, "started_path": str(started)}
+    inv = platform.invoke(BLOCK, event, memory_mb=256, timeout_s=300)
+    _wait_for(started.exists, "the handler to run")
+    platform.cancel(inv, "worker 2 failed")
+    assert inv.done()  # finished when cancel returns
+    assert inv.state is State.CANCELLED and inv.error == "worker 2 failed"
+    with pytest.raises(InvocationFailed, match="cancelled: worker 2 failed"):
+        inv.result()
+    (record,) = platform.records()
+    assert record.state == "cancelled" and record.error == "worker 2 failed"
+    assert record.started_at is not None and record.ended_at is not None
+    assert record.started_at <= record.ended_at
+    assert record.billed_ms >= 1  # the time it ran is billed
+    assert record.gb_s == pytest.approx(256 / 1024 * record.billed_ms / 1000)
+    # The platform accepts and runs new invocations.
+    again = platform.invoke(ECHO, {"n": 1}, memory_mb=256, timeout_s=30, sync=True)
+    assert again.result()["event"] == {"n": 1}
+    assert [r.state for r in platform.records()] == ["cancelled", "succeeded"]
+
+
+def test_cancel_of_a_pending_invocation_means_it_never_runs(
+    open_plat: Callable[..., Platform], release_path: str, tmp_path: Path
+) -> None:
+    platform = open_plat(concurrency=1)
+    path = tmp_path / "ran.txt"
+    first = platform.invoke(BLOCK, {"release_path": release_path}, memory_mb=256, timeout_s=300)
+    queued = platform.invoke(
+        target("record_interval"), {"path": str(path)}, memory_mb=256, timeout_s=300
+    )
+    assert queued.state is State.PENDING
+    platform.cancel(queued, "not needed")
+    assert queued.done() and queued.state is State.CANCELLED and queued.error == "not needed"
+    assert queued.started_at is None and queued.record().billed_ms == 0
+    Path(release_path).touch()
+    assert first.result(timeout_s=WAIT_S) == "released"
+    after = platform.invoke(
+        target("record_interval"), {"path": str(path)}, memory_mb=256, timeout_s=300
+    )
+    assert after.wait(WAIT_S) is State.SUCCEEDED, after.error
+    assert [line.split()[0] for line in path.read_text().splitlines()] == [after.request_id]
+    assert [r.state for r in platform.records()] == ["succeeded", "cancelled", "succeeded"]
+
+
+def test_cancel_of_a_finished_invocation_changes_nothing(
+    platform: Platform, release_path: str, tmp_path: Path
+) -> None:
+    done = platform.invoke(ECHO, {"n": 1}, memory_mb=256, timeout_s=30, sync=True)
+    failed = platform.invoke(FAIL, {"message": "no"}, memory_mb=256, timeout_s=30, sync=True)
+    before = platform.records()
+    platform.cancel(done)
+    platform.cancel(failed, "too late")
+    assert platform.records() == before
+    assert done.result()["event"] == {"n": 1}
+    assert failed.state is State.FAILED and failed.error == "ValueError: no"
+    # A second cancel keeps the first reason.
+    started = tmp_path / "started"
+    event = {"release_path": release_path, "started_path": str(started)}
+    blocked = platform.invoke(BLOCK, event, memory_mb=256, timeout_s=300)
+    _wait_for(started.exists, "the handler to run")
+    platform.cancel(blocked)
+    platform.cancel(blocked, "again")
+    assert blocked.state is State.CANCELLED and blocked.error == "cancelled"
+
+
+def test_cancel_refuses_what_is_not_its_own(
+    open_plat: Callable[..., Platform], platform: Platform
+) -> None:
+    inv = platform.invoke(ECHO, {}, memory_mb=256, timeout_s=30, sync=True)
+    with pytest.raises(InvalidInput, match="not invoked on this"):
+        open_plat().cancel(inv)
+    with pytest.raises(InvalidInput, match="reason"):
+        platform.cancel(inv, "")
 
 
 # ---- validation: refused before anything runs ---------------------------------------------------

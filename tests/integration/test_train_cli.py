@@ -62,6 +62,13 @@ def _files(root: Path) -> list[Path]:
         (["--lr", "0"], "--lr:"),
         (["--comm-timeout", "0"], "--comm-timeout:"),
         (["--checkpoint-every", "1"], "--checkpoint-every:"),
+        (["--lr", "nan"], "--lr:"),
+        (["--lr", "inf"], "--lr:"),
+        (["--momentum", "-0.5"], "--momentum:"),
+        (["--momentum", "nan"], "--momentum:"),
+        (["--func-time", "nan"], "--func-time:"),
+        (["--comm-timeout", "inf"], "--comm-timeout:"),
+        (["--comm-timeout", "nan"], "--comm-timeout:"),
     ],
 )
 def test_bad_input_exits_2_names_the_flag_and_writes_nothing(
@@ -110,6 +117,18 @@ def test_help_and_bad_flag_as_subprocess(tmp_path) -> None:
         ({"tmp_bucket": 5}, "tmp_bucket in "),
         ({"epochs": "inf"}, "epochs in "),
         ({"momentum": "nan"}, "momentum in "),
+        ({"momentum": -0.1}, "momentum in "),
+        ({"l_r": "nan"}, "l_r in "),
+        ({"weight_decay": "inf"}, "weight_decay in "),
+        ({"memory": "NaN"}, "memory in "),
+        ({"comm_timeout_s": "-Infinity"}, "comm_timeout_s in "),
+        ({"num_worker": 8}, "num_worker in "),  # a typo: refused, not the default
+        ({"predicted_time_s": 3.0}, "predicted_time_s in "),  # a plan's key, in a payload
+        ({"tmp_bucket": "merged"}, "tmp_bucket in "),  # the one the user gave is named
+        ({"output_bucket": "tmp"}, "output_bucket in "),
+        ({"tmp_bucket": "x", "merged_bucket": "x"}, "merged_bucket in "),
+        ({"output_prefix": "tmp/out"}, "output_prefix in "),
+        ({"data_bucket": "output"}, "data_bucket in "),
     ],
 )
 def test_a_bad_payload_names_the_payload_key(tmp_path, capsys, payload, named) -> None:
@@ -130,6 +149,102 @@ def test_a_flag_overriding_the_payload_is_named_as_the_flag(tmp_path, capsys) ->
     argv = ["train", "--payload", str(path), "-K", "0", "--store", (tmp_path / "s").as_uri()]
     assert main(argv) == 2
     assert "error: -K/--aggregators:" in capsys.readouterr().err
+
+
+def test_an_unknown_key_names_the_closest_known_one(tmp_path, capsys) -> None:
+    path = tmp_path / "payload.json"
+    path.write_text(json.dumps({"train_net": "mlp", "num_worker": 8}))
+    store = tmp_path / "store"
+    code = main(
+        ["train", "--payload", str(path), "--platform", "inline", "--store", store.as_uri()]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"error: num_worker in {path}: unknown key (did you mean 'num_workers'?)" in err, err
+    assert _files(store) == []
+
+
+def test_overlapping_prefixes_say_why(tmp_path, capsys) -> None:
+    path = tmp_path / "payload.json"
+    path.write_text(json.dumps({"train_net": "mlp", "output_bucket": "tmp"}))
+    store = tmp_path / "store"
+    code = main(
+        ["train", "--payload", str(path), "--platform", "inline", "--store", store.as_uri()]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert (
+        f"error: output_bucket in {path}: the tmp prefix 'tmp' and the output prefix 'tmp' are "
+        "the same (the job deletes its tmp, merged and partition prefixes when it ends" in err
+    ), err
+    assert _files(store) == []
+
+
+def test_a_plan_carries_its_prediction_but_no_typos(tmp_path, capsys) -> None:
+    from fasdl.cli.main import build_parser
+    from fasdl.cli.train import config_from_args
+    from fasdl.optimizer.plan import PLAN_JSON_KEYS
+
+    job = {"batch_size_agg": 8, "num_workers": 3, "memory": 512, "batch_size_wor": 4}
+    plan = {**dict.fromkeys(PLAN_JSON_KEYS, 1.0), **job, "pattern_k": 2, "func_time": 900}
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan))
+    argv = ["train", "--plan", str(path), "--model", "mlp", "--dataset", "synthetic:300"]
+    cfg = config_from_args(build_parser().parse_args(argv))
+    assert (cfg.num_workers, cfg.num_aggregators, cfg.memory_mb) == (3, 2, 512)
+
+    path.write_text(json.dumps({**plan, "pattern_kk": 1}))
+    store = tmp_path / "store"
+    assert main([*argv, "--platform", "inline", "--store", store.as_uri()]) == 2
+    err = capsys.readouterr().err
+    assert f"error: pattern_kk in {path}: unknown key (did you mean 'pattern_k'?)" in err, err
+    assert _files(store) == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "flags"),
+    [
+        ({"tmp_bucket": "merged"}, []),
+        ({"output_bucket": "partition/out"}, []),
+        ({"num_worker": 8}, []),
+        ({"l_r": "nan"}, []),
+        ({}, ["--momentum", "-0.9"]),
+        ({}, ["--comm-timeout", "inf"]),
+        ({}, ["--batch-agg", "200"]),  # found with the data: still before anything is written
+        ({}, ["--dataset", "cifar10:/nonexistent/cifar"]),
+    ],
+)
+def test_a_refused_job_writes_nothing_and_invokes_nothing(
+    tmp_path, capsys, monkeypatch, payload, flags
+) -> None:
+    from fasdl.platform.base import Platform
+
+    invoked: list[str] = []
+    monkeypatch.setattr(Platform, "invoke", lambda self, *a, **k: invoked.append(self.name))
+    path = tmp_path / "payload.json"
+    path.write_text(json.dumps({"train_net": "mlp", **payload}))
+    store = tmp_path / "store"
+    argv = ["train", "--payload", str(path), *SMALL[2:-2], "--platform", "local", *flags]
+    assert main([*argv, "--store", store.as_uri()]) == 2, capsys.readouterr().err
+    assert invoked == []
+    assert _files(store) == []
+
+
+def test_the_spy_sees_a_valid_job_invoke(tmp_path, monkeypatch) -> None:
+    """The control of the test above: the same spy records the invocations of a valid job."""
+    from fasdl.platform.base import Platform
+
+    original = Platform.invoke
+    invoked: list[str] = []
+
+    def spy(self, *a, **k):
+        invoked.append(self.name)
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(Platform, "invoke", spy)
+    argv = ["train", *SMALL, "--store", tmp_path.as_uri(), "--no-progress", "--json"]
+    assert main(argv) == 0
+    assert invoked and set(invoked) == {"inline"}
 
 
 def test_seed_payload_with_cifar10_in_the_data_prefix(tmp_path) -> None:
@@ -295,6 +410,9 @@ def test_the_optimizers_plan_trains(tmp_path) -> None:
     assert plan.returncode == 0, plan.stderr
     (tmp_path / "plan.json").write_text(plan.stdout)
     p = json.loads(plan.stdout)
+    from fasdl.optimizer.plan import PLAN_JSON_KEYS
+
+    assert set(p) == PLAN_JSON_KEYS  # what `fasdl train --plan` accepts
     out = subprocess.run(
         [
             *FASDL,

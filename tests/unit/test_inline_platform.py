@@ -1,8 +1,8 @@
 """The inline platform beyond the platform contract: it cannot stop a thread.
 
 At its timeout an invocation is reported TIMED_OUT and its caller released while the thread runs
-on; its result is then thrown away. At shutdown the pending invocations fail and the running ones
-finish. What every platform promises is in tests/integration/test_platform_contract.py.
+on; its result is then thrown away. A cancelled one is the same, and its context says so. At
+shutdown the pending invocations fail and the running ones finish. What every platform promises is in tests/integration/test_platform_contract.py.
 """
 
 from __future__ import annotations
@@ -27,6 +27,19 @@ def _blocking_handler(event, context):
     assert _gate.wait(WAIT_S)
     _returned.append(event["i"])
     return event["i"]
+
+
+_started = threading.Event()
+_seen: list[tuple[bool, int]] = []
+
+
+def _cancel_aware_handler(event, context):
+    """Runs until its context says it is cancelled, then reports what the context says."""
+    _seen.append((context.cancelled, context.get_remaining_time_in_millis()))
+    _started.set()
+    assert context.cancel_event.wait(WAIT_S)
+    _seen.append((context.cancelled, context.get_remaining_time_in_millis()))
+    return "a late result"
 
 
 @pytest.fixture
@@ -57,6 +70,28 @@ def test_shutdown_lets_the_running_finish(gate) -> None:
     gate.set()
     assert running.result(timeout_s=WAIT_S) == 0
     assert _returned == [0]
+
+
+def test_a_cancelled_thread_sees_it_and_its_late_result_is_dropped(gate) -> None:
+    _started.clear()
+    _seen.clear()
+    with InlinePlatform(concurrency=1) as plat:
+        inv = plat.invoke(f"{__name__}:_cancel_aware_handler", {}, memory_mb=256, timeout_s=60)
+        queued = plat.invoke(f"{__name__}:_blocking_handler", {"i": 1}, memory_mb=256, timeout_s=60)
+        assert _started.wait(WAIT_S)
+        plat.cancel(inv, "stop")
+        assert inv.done() and inv.state is State.CANCELLED and inv.error == "stop"
+        assert inv.record().billed_ms >= 1
+        # The thread sees the cancel, returns, and its result is dropped.
+        _wait_until(lambda: len(_seen) == 2)
+        (before, after) = _seen
+        assert before[0] is False and before[1] > 0
+        assert after == (True, 0)
+        gate.set()
+        # It keeps its slot until its thread ends, so once the queued one has run, the cancelled
+        # one has returned its late result: dropped.
+        assert queued.result(timeout_s=WAIT_S) == 1
+        assert inv.state is State.CANCELLED and inv.result_value is None
 
 
 def _wait_until(condition) -> None:

@@ -128,10 +128,10 @@ def test_a_truncated_checkpoint_is_a_corrupt_object() -> None:
     model = seeded_model("mlp", 0, 10, (3, 8, 8))
     vec = ModelVector.attach(model)
     opt = make_optimizer(model, lr=0.1, momentum=0.9)
-    blob = save_checkpoint(5, vec, opt)
-    assert _resume(blob, "ckpt", vec, opt) == 5
+    blob = save_checkpoint(5, vec, opt, model)
+    assert _resume(blob, "ckpt", vec, opt, model) == 5
     with pytest.raises(CorruptObject, match="'tmp/j/ckpt/w0' is corrupt: not a checkpoint"):
-        _resume(blob[: len(blob) // 2], "tmp/j/ckpt/w0", vec, opt)
+        _resume(blob[: len(blob) // 2], "tmp/j/ckpt/w0", vec, opt, model)
     cnn = seeded_model("cnn", 0, 10, (3, 8, 8))  # another model: another vector length
     with pytest.raises(CorruptObject):
         _resume(
@@ -139,6 +139,7 @@ def test_a_truncated_checkpoint_is_a_corrupt_object() -> None:
             "tmp/j/ckpt/w0",
             ModelVector.attach(cnn),
             make_optimizer(cnn, lr=0.1, momentum=0.9),
+            cnn,
         )
 
 
@@ -159,8 +160,31 @@ class _FailingStore(MemoryStore):
 def test_a_failed_cleanup_is_logged_not_swallowed(caplog) -> None:
     store = _FailingStore("cleanup-test")
     keys = Keys.for_job(CFG)
-    store.put(keys.checkpoint(0), b"x")
+    store.put(keys.checkpoint(0, 0), b"x")
     with caplog.at_level(logging.WARNING, logger="fasdl.kreduce.coordinator"):
-        coordinator._cleanup(store, keys)  # does not raise
+        coordinator._delete_prefixes(store, keys.scratch_prefixes())  # does not raise
     assert any("could not delete" in r.getMessage() and r.exc_info for r in caplog.records)
     MemoryStore.discard("cleanup-test")
+
+
+def test_integer_buffers_survive_a_checkpoint() -> None:
+    """BatchNorm's num_batches_tracked is not in the float vector: the checkpoint carries it."""
+
+    def net() -> torch.nn.Module:
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4))
+
+    model = net()
+    vec = ModelVector.attach(model)
+    opt = make_optimizer(model, lr=0.1, momentum=0.9)
+    for _ in range(3):
+        model.train()
+        model(torch.randn(8, 4)).sum().backward()
+        opt.step()
+    blob = save_checkpoint(3, vec, opt, model)
+    fresh = net()
+    fresh_vec = ModelVector.attach(fresh)
+    assert int(fresh[1].num_batches_tracked) == 0
+    _resume(blob, "ckpt", fresh_vec, make_optimizer(fresh, lr=0.1, momentum=0.9), fresh)
+    assert int(fresh[1].num_batches_tracked) == 3
+    assert torch.equal(fresh_vec.flat, vec.flat)
