@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from fasdl.data import batch_indices, dataset_from_bytes
-from fasdl.errors import CorruptObject
+from fasdl.errors import CorruptObject, JobFailed
 from fasdl.kreduce.keys import Keys
 from fasdl.kreduce.logs import IterationLog
 from fasdl.kreduce.messages import WorkerResult, WorkerTask, decode_json, json_number
@@ -74,7 +74,7 @@ def run_worker(task: WorkerTask, context: Any) -> WorkerResult:
     started = time.monotonic()
     cfg, w, rnd, meta = task.job, task.worker, task.round, task.meta
     total_iterations = meta.total_iterations
-    store = open_store(cfg.store)
+    store = open_store(cfg.store, patient=True)  # a worker may start during a store outage
     keys = Keys.for_job(cfg, attempt=task.attempt)
     batch = cfg.batch_sizes[w]
 
@@ -139,6 +139,10 @@ def run_worker(task: WorkerTask, context: Any) -> WorkerResult:
             t += 1
             if t == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
+            if context.get_remaining_time_in_millis() <= 0:
+                # out of time, or cancelled (a platform that cannot kill a thread says 0):
+                # stop before writing anything more into the attempt's keys
+                raise JobFailed(f"worker {w}: stopped at iteration {t} (no time left)")
             it0 = time.perf_counter()
             epoch, idx = worker_batch(len(y_all), batch, t, cfg.seed, w)
             loss = train_step(model, opt, x_all[idx], y_all[idx])

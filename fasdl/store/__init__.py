@@ -22,8 +22,14 @@ SCHEMES: dict[str, tuple[str, str]] = {
 }
 
 
-def open_store(url: str) -> ObjectStore:
-    """Open the store that ``url`` names. Bad URLs raise ``InvalidInput`` before anything is written."""
+def open_store(url: str, *, patient: bool = False) -> ObjectStore:
+    """Open the store that ``url`` names. Bad URLs raise ``InvalidInput`` before anything is written.
+
+    ``patient``: the store is known to exist (a worker opening the store its coordinator has
+    opened), so an S3 server that is down at the check is retried for the retry budget
+    (``StoreUnavailable`` after it) rather than reported at once; a missing bucket or denied
+    access still fail at once. Other stores have nothing to check.
+    """
     if not isinstance(url, str) or not url:
         raise InvalidInput(
             "store", "empty store URL", "give memory://NAME, file:///PATH or s3://BUCKET/PREFIX"
@@ -48,5 +54,5 @@ def open_store(url: str) -> ObjectStore:
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise StoreError(f"the {scheme}:// store needs a package that is missing: {hint}") from e
     cls = getattr(module, cls_name)
-    store: ObjectStore = cls.from_url(url)
+    store: ObjectStore = cls.from_url(url, patient=patient)
     return store

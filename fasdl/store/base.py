@@ -1,27 +1,142 @@
 """The one object-store interface. Backends translate five primitives; everything else lives here.
 
 Backends implement ``_put`` (atomic), ``_get``, ``_exists``, ``_delete`` and ``_list``; this base
-validates keys, counts requests the way S3 would bill them, waits for keys with a deadline, and
-scopes a store to a prefix. The K-Reduce collective is written once against this class.
+validates keys, counts requests the way S3 would bill them, retries transient failures within a
+time budget, waits for keys with a deadline, and scopes a store to a prefix. The K-Reduce
+collective is written once against this class.
+
+A primitive makes one attempt. When it fails in a way that may pass (a refused or reset
+connection, a timeout, a 5xx, S3's SlowDown) it raises ``TransientStoreError``; the public
+method then tries again with exponential backoff and full jitter until the retry budget (60 s,
+``FASDL_STORE_RETRY_S``) is spent, and raises ``StoreUnavailable`` naming the operation, the key
+and how long it tried. ``ObjectNotFound`` and every other error are raised at once. Waits read a
+transient failure as "not there yet" and keep polling until their own deadline.
 """
 
 from __future__ import annotations
 
 import builtins
 import collections
+import logging
 import math
+import os
+import random
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from fasdl.errors import InvalidInput, ObjectNotFound, WaitTimeout
+from fasdl.errors import (
+    InvalidInput,
+    ObjectNotFound,
+    StoreUnavailable,
+    TransientStoreError,
+    WaitTimeout,
+)
+from fasdl.validate import finite_number
+
+log = logging.getLogger(__name__)
 
 REQUEST_KINDS = ("PUT", "GET", "LIST", "DELETE", "HEAD")
 S3_PAGE = 1000  # keys per LIST page and per multi-object DELETE, as on S3
+
+RETRY_ENV = "FASDL_STORE_RETRY_S"
+DEFAULT_RETRY_S = 60.0  # a store may be unavailable this long before a call fails
+BACKOFF_BASE_S = 0.05  # the first retry waits up to this long ...
+BACKOFF_CAP_S = 2.0  # ... each one up to twice as long, never more than this
+WAIT_UNAVAILABLE_POLL_S = 0.5  # a wait polls a store that is down about this often (random)
+
+_T = TypeVar("_T")
+
+
+def retry_budget(value: object = None, field: str = "retry_s") -> float:
+    """The retry budget in seconds: ``value`` if given, else ``$FASDL_STORE_RETRY_S``, else 60.
+
+    0 means one attempt and no retry. Raises ``InvalidInput`` naming where the bad value came from.
+    """
+    if value is None:
+        raw = os.environ.get(RETRY_ENV, "").strip()
+        if not raw:
+            return DEFAULT_RETRY_S
+        value, field = raw, RETRY_ENV
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise InvalidInput(
+                field, f"{value!r} is not a number of seconds", "e.g. 60; 0 turns retries off"
+            ) from None
+    return finite_number(
+        value, field, minimum=0.0, unit="seconds", fix="e.g. 60; 0 turns retries off"
+    )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, bounded by a time budget (and, optionally, attempts).
+
+    The n-th retry (n = 1, 2, ...) sleeps a uniform random time in [0, min(cap, base * 2**(n-1))]:
+    random so that many workers hit by one outage do not come back in lockstep. Attempts go on
+    until ``budget_s`` has passed since the first one; the last sleep is cut to end at the budget,
+    so the final attempt is made at the budget (an attempt in flight is never interrupted: it
+    ends by its own connect/read timeout).
+    """
+
+    budget_s: float = DEFAULT_RETRY_S
+    base_s: float = BACKOFF_BASE_S
+    cap_s: float = BACKOFF_CAP_S
+    max_attempts: int | None = None  # None: as many as fit in the budget
+
+    def bound(self, retry: int) -> float:
+        """The longest sleep before retry number ``retry`` (1-based)."""
+        return min(self.cap_s, self.base_s * 2.0 ** min(retry - 1, 60))
+
+    def delay(self, retry: int) -> float:
+        """The sleep before retry number ``retry``: full jitter below ``bound(retry)``."""
+        return random.uniform(0.0, self.bound(retry))
+
+    def call(self, op: str, key: str, where: str, attempt: Callable[[], _T]) -> _T:
+        """``attempt()``, again after each ``TransientStoreError`` until the budget is spent."""
+        start = time.monotonic()
+        failures = 0
+        while True:
+            try:
+                result = attempt()
+            except TransientStoreError as e:
+                failures += 1
+                elapsed = time.monotonic() - start
+                remaining = self.budget_s - elapsed
+                if remaining <= 0 or (
+                    self.max_attempts is not None and failures >= self.max_attempts
+                ):
+                    raise StoreUnavailable(op, key, where, elapsed, failures, str(e)) from e
+                pause = min(self.delay(failures), remaining)
+                if failures == 1:
+                    log.warning(
+                        "store unavailable: %s; retrying %s %r for up to %.0fs",
+                        e,
+                        op,
+                        key,
+                        self.budget_s,
+                    )
+                else:
+                    log.info("retry %d of %s %r after %.1fs: %s", failures, op, key, elapsed, e)
+                time.sleep(pause)
+                continue
+            if failures:
+                log.warning(
+                    "store available again: %s %r succeeded after %d failed attempts in %.1fs",
+                    op,
+                    key,
+                    failures,
+                    time.monotonic() - start,
+                )
+            return result
 
 
 def check_key(key: str) -> str:
@@ -81,9 +196,15 @@ class ObjectStore(ABC):
 
     url: str
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, retry_s: float | None = None) -> None:
         self.url = url
         self.counter = RequestCounter()
+        self.retry = RetryPolicy(retry_budget(retry_s))
+
+    @property
+    def where(self) -> str:
+        """The store as error messages name it."""
+        return self.url
 
     # -- backend primitives -------------------------------------------------------------------
     @abstractmethod
@@ -111,17 +232,18 @@ class ObjectStore(ABC):
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError(f"put({key!r}): data must be bytes, not {type(data).__name__}")
         self.counter.add("PUT")
-        self._put(key, bytes(data) if not isinstance(data, bytes) else data)
+        blob = bytes(data) if not isinstance(data, bytes) else data
+        self.retry.call("PUT", key, self.where, lambda: self._put(key, blob))
 
     def get(self, key: str) -> bytes:
         check_key(key)
         self.counter.add("GET")
-        return self._get(key)
+        return self.retry.call("GET", key, self.where, lambda: self._get(key))
 
     def exists(self, key: str) -> bool:
         check_key(key)
         self.counter.add("HEAD")
-        return self._exists(key)
+        return self.retry.call("HEAD", key, self.where, lambda: self._exists(key))
 
     def delete(self, keys: str | Iterable[str]) -> None:
         batch = [keys] if isinstance(keys, str) else list(keys)
@@ -130,12 +252,13 @@ class ObjectStore(ABC):
         if not batch:
             return
         self.counter.add("DELETE", math.ceil(len(batch) / S3_PAGE))
-        self._delete(batch)
+        shown = batch[0] if len(batch) == 1 else f"{batch[0]} and {len(batch) - 1} more"
+        self.retry.call("DELETE", shown, self.where, lambda: self._delete(batch))
 
     def list(self, prefix: str = "") -> list[str]:
         if prefix:
             check_key(prefix)
-        keys = sorted(self._list(prefix))
+        keys = sorted(self.retry.call("LIST", prefix, self.where, lambda: self._list(prefix)))
         self.counter.add("LIST", max(1, math.ceil(len(keys) / S3_PAGE)))
         return keys
 
@@ -177,17 +300,39 @@ class ObjectStore(ABC):
         together. So waiting costs about one GET per poll interval plus a few per arrival, not
         one per missing key per interval, and it never lists. ``what`` describes each key for the
         error, so a timeout says who is missing.
+
+        A transient failure of the store (a refused connection, a 5xx) is read as "not there
+        yet": each poll is one attempt, and while the store is unavailable the polls back off to
+        about one every 0.5 s, until the deadline; the ``WaitTimeout`` then says so. Any other
+        error (access denied, a missing bucket) is raised at once.
         """
         deadline = time.monotonic() + timeout_s
         found: dict[int, bytes] = {}
         pending = collections.deque(range(len(keys)))  # missing keys, least recently probed first
         most = max(1, parallel) if pool is not None else 1
+        for k in keys:
+            check_key(k)
+        # The last transient failure while polling, cleared by any answer (found or missing).
+        unavailable: builtins.list[TransientStoreError | None] = [None]
 
         def probe(i: int) -> tuple[int, bytes | None]:
+            """One GET, no retry: a transient failure is "not there yet" until the deadline."""
+            self.counter.add("GET")
             try:
-                return i, self.get(keys[i])
+                blob = self._get(keys[i])
             except ObjectNotFound:
+                blob = None
+            except TransientStoreError as e:
+                if unavailable[0] is None:
+                    log.warning(
+                        "store unavailable while waiting for %r: %s; polling on", keys[i], e
+                    )
+                unavailable[0] = e
                 return i, None
+            if unavailable[0] is not None:
+                unavailable[0] = None
+                log.warning("store available again while waiting for %r", keys[i])
+            return i, blob
 
         def burst() -> None:
             """Probe each pending key at most once, a batch at a time, until a batch misses one."""
@@ -213,11 +358,22 @@ class ObjectStore(ABC):
 
         burst()
         delay = poll_initial_s
+        failures = 0  # transient failures in a row: the store is down, poll it less often
         while pending:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise WaitTimeout(self._gave_up(timeout_s, keys, what, sorted(pending)))
-            time.sleep(min(delay, remaining))
+                message = self._gave_up(timeout_s, keys, what, sorted(pending))
+                if unavailable[0] is not None:
+                    message += f"; the store was unavailable at the last poll: {unavailable[0]}"
+                raise WaitTimeout(message)
+            if unavailable[0] is not None:
+                failures += 1
+                ceiling = poll_max_s * 2.0 ** min(failures, 30)
+                pause = random.uniform(0.0, min(2 * WAIT_UNAVAILABLE_POLL_S, ceiling))
+            else:
+                failures = 0
+                pause = delay
+            time.sleep(min(pause, remaining))
             i, blob = probe(pending.popleft())
             if blob is None:
                 pending.append(i)
@@ -270,6 +426,7 @@ class PrefixedStore(ObjectStore):
         self.inner = inner
         self.prefix = prefix + "/"
         self.counter = inner.counter
+        self.retry = inner.retry
 
     def _put(self, key: str, data: bytes) -> None:
         self.inner._put(self.prefix + key, data)

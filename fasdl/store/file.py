@@ -1,4 +1,9 @@
-"""``file:///path``: a directory; the embedded default. Puts write a temporary file and rename it."""
+"""``file:///path``: a directory; the embedded default. Puts write a temporary file and rename it.
+
+Nothing here is retried: an ``OSError`` other than a missing file (EIO from a failing disk or a
+network file system, ENOSPC, EACCES) is raised at once, as it is. A local directory has no
+transient outage worth waiting for, and a network file system retries (or hangs) in the kernel.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ class FileStore(ObjectStore):
         super().__init__(self.root.as_uri())
 
     @classmethod
-    def from_url(cls, url: str) -> ObjectStore:
+    def from_url(cls, url: str, *, patient: bool = False) -> ObjectStore:
         parts = urlsplit(url)
         if parts.netloc not in ("", "localhost"):
             raise InvalidInput(

@@ -26,7 +26,7 @@ class MemoryStore(ObjectStore):
             _BUCKETS.pop(name, None)
 
     @classmethod
-    def from_url(cls, url: str) -> ObjectStore:
+    def from_url(cls, url: str, *, patient: bool = False) -> ObjectStore:
         parts = urlsplit(url)
         return cls(parts.netloc or "default", unquote(parts.path).strip("/"))
 

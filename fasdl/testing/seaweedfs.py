@@ -7,6 +7,10 @@ against a server that really pages listings, really returns 404s and really drop
     with SeaweedServer() as server:
         server.make_bucket("fasdl-test")
         store = open_store(server.url("fasdl-test", "job-1"))
+
+An outage: ``server.stop(keep=True)`` stops the server but keeps its ports and its data, and
+``server.start()`` brings it back on the same ports with the same buckets and objects (ready
+once it has accepted a PUT and served an object written before the stop).
 """
 
 from __future__ import annotations
@@ -123,6 +127,8 @@ class SeaweedServer:
         self.data_dir: Path | None = None
         self.ports: dict[str, int] = {}
         self._args: list[str] = []
+        self._kept = False  # stopped with keep=True: start() reuses the ports and the data
+        self._log_offset = 0  # where the log of the current launch begins
 
     # -- lifecycle ------------------------------------------------------------------------------
     @property
@@ -137,10 +143,16 @@ class SeaweedServer:
         return self.data_dir / "weed.log"
 
     def start(self) -> SeaweedServer:
+        """Start the server; after ``stop(keep=True)``, again on the same ports with the same data.
+
+        On Linux the server dies with this process only if started from the main thread.
+        """
         if self._proc is not None:
             return self
         _default_credentials()
         weed = self._weed or find_weed()
+        if self._kept:
+            return self._restart(weed)
         if self._given_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="fasdl-seaweed-")
             self.data_dir = Path(self._tmp.name)
@@ -155,16 +167,44 @@ class SeaweedServer:
                 self._wait_ready(deadline)
                 return self
             except SeaweedError as e:
-                port_clash = "address already in use" in self.log_tail(200).lower()
+                port_clash = self._port_clash()
                 self._terminate()
                 if not port_clash or attempt == 2 or time.monotonic() >= deadline:
                     self._cleanup_dir()
                     raise e from None
         raise AssertionError("unreachable")
 
-    def _launch(self, weed: str) -> None:
+    def _restart(self, weed: str) -> SeaweedServer:
+        """Launch again on the kept ports and data; wait until an old object can be read."""
+        deadline = time.monotonic() + self.startup_timeout_s
+        delay = 0.2
+        while True:
+            self._launch(weed, self.ports)
+            try:
+                self._wait_ready(deadline, check_old_data=True)
+                self._kept = False
+                return self
+            except SeaweedError:
+                # A port of ours was taken while we were down (by anyone's connection, even):
+                # wait for it to be free again, it is ours.
+                port_clash = self._port_clash()
+                self._terminate()
+                if not port_clash or time.monotonic() + delay >= deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def _port_clash(self) -> bool:
+        """Whether the current launch failed because a port was taken."""
+        if self.data_dir is None or not self.log_path.exists():
+            return False
+        with open(self.log_path, "rb") as f:
+            f.seek(self._log_offset)
+            return b"address already in use" in f.read().lower()
+
+    def _launch(self, weed: str, ports: dict[str, int] | None = None) -> None:
         assert self.data_dir is not None
-        self.ports = {flag: free_port() for flag in _PORT_FLAGS}
+        self.ports = dict(ports) if ports else {flag: free_port() for flag in _PORT_FLAGS}
         volume_dir = self.data_dir / "data"
         volume_dir.mkdir(exist_ok=True)
         # weed reads master.toml from its working directory. Each bucket is a collection that
@@ -182,6 +222,8 @@ class SeaweedServer:
             f"-volume.max={self.volume_max}",
             f"-master.volumeSizeLimitMB={self.volume_size_limit_mb}",
             "-master.telemetry=false",
+            # A restarted master waits one election timeout (10 s by default) before it leads.
+            "-master.electionTimeout=1s",
             "-volume.preStopSeconds=0",
             "-s3.autoCreateBucket=false",  # as on AWS: a PUT to a missing bucket fails
             # Extra listeners on fixed default ports would clash between servers: disable them.
@@ -192,6 +234,7 @@ class SeaweedServer:
         ]
         self._args = args
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in _terminate
+        self._log_offset = self._log_file.tell()
         main_thread = threading.current_thread() is threading.main_thread()
         self._proc = subprocess.Popen(
             args,
@@ -204,15 +247,18 @@ class SeaweedServer:
             preexec_fn=_die_with_parent if sys.platform == "linux" and main_thread else None,
         )
 
-    def _wait_ready(self, deadline: float) -> None:
-        """Poll until a bucket can be made and a PUT accepted; weed's volumes come up last."""
+    def _wait_ready(self, deadline: float, *, check_old_data: bool = False) -> None:
+        """Poll until a bucket can be made and a PUT accepted; weed's volumes come up last.
+
+        ``check_old_data``: also until the probe object of the first start can be read back.
+        """
         client = self.client(connect_timeout_s=1.0, read_timeout_s=10.0, max_attempts=1)
         try:
-            self._poll_until_ready(client, deadline)
+            self._poll_until_ready(client, deadline, check_old_data)
         finally:
             client.close()
 
-    def _poll_until_ready(self, client: Any, deadline: float) -> None:
+    def _poll_until_ready(self, client: Any, deadline: float, check_old_data: bool) -> None:
         import botocore.exceptions
 
         delay = 0.1
@@ -226,6 +272,11 @@ class SeaweedServer:
                     f"--- last lines of {self.log_path} ---\n{self.log_tail()}"
                 )
             try:
+                if check_old_data:
+                    # Written at the first start; also proves that the volumes are serving.
+                    old = client.get_object(Bucket=_PROBE_BUCKET, Key="probe")["Body"].read()
+                    if old != b"ok":
+                        raise SeaweedError(f"the probe object came back as {old[:40]!r}")
                 with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
                     client.create_bucket(Bucket=_PROBE_BUCKET)
                 client.put_object(Bucket=_PROBE_BUCKET, Key="probe", Body=b"ok")
@@ -242,9 +293,24 @@ class SeaweedServer:
             time.sleep(min(delay, remaining))
             delay = min(delay * 1.5, 1.0)
 
-    def stop(self) -> None:
+    def stop(self, *, keep: bool = False) -> None:
+        """Stop the server (terminate, then kill after a few seconds) and delete its data (if
+        in a temporary directory).
+
+        ``keep``: keep its ports and its data directory, so that ``start()`` brings the same
+        server back: an outage, as clients see one (refused connections, then the same objects).
+        """
         self._terminate()
+        if keep and self.ports and self.data_dir is not None:
+            self._kept = True
+            return
+        self._kept = False
         self._cleanup_dir()
+
+    def restart(self) -> SeaweedServer:
+        """``stop(keep=True)`` then ``start()``: the same ports, the same data."""
+        self.stop(keep=True)
+        return self.start()
 
     def _terminate(self) -> None:
         proc, self._proc = self._proc, None
@@ -259,6 +325,8 @@ class SeaweedServer:
             self._log_file.close()
             self._log_file = None
         self._remove_sockets()
+        if self.data_dir is not None:  # a killed weed leaves its filer socket behind
+            (self.data_dir / "filer.sock").unlink(missing_ok=True)
 
     def _remove_sockets(self) -> None:
         """weed leaves unix sockets named after its ports in /tmp when killed; remove ours."""
