@@ -15,7 +15,6 @@ weights are bit-identical.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import tempfile
@@ -24,25 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from fasdl.kreduce.config import JobConfig
-from fasdl.kreduce.coordinator import JobSummary, prepare, run_job
-from fasdl.kreduce.keys import Keys
+from fasdl.kreduce.coordinator import JobSummary, final_vector, run_job
 from fasdl.kreduce.worker import KILL_AT_ENV
-from fasdl.store import open_store
-from fasdl.training import ModelVector, seeded_model
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def final_vector(cfg: JobConfig) -> np.ndarray:
-    job = prepare(cfg)
-    blob = open_store(cfg.store).get(Keys.for_job(cfg).model())
-    meta = job.meta()
-    model = seeded_model(cfg.model, cfg.seed, meta.num_classes, meta.input_shape)
-    model.load_state_dict(torch.load(io.BytesIO(blob), weights_only=True))
-    return ModelVector.attach(model).numpy().copy()
 
 
 def run(cfg: JobConfig, kill: str | None) -> tuple[JobSummary, float]:

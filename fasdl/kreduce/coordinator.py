@@ -28,13 +28,20 @@ from fasdl.errors import CorruptObject, InvalidInput, JobFailed, ObjectNotFound,
 from fasdl.kreduce.config import JobConfig
 from fasdl.kreduce.keys import Keys
 from fasdl.kreduce.messages import JobMeta, WorkerResult, WorkerTask, decode_json, json_number
-from fasdl.kreduce.state import JobState, LeaseKeeper, Retry, read_lease, read_state, write_state
+from fasdl.kreduce.state import (
+    JobState,
+    LeaseKeeper,
+    Retry,
+    read_state,
+    refuse_if_running,
+    write_state,
+)
 from fasdl.kreduce.worker import HANDLER as WORKER_HANDLER
 from fasdl.platform import Invocation, Platform, State, open_platform
 from fasdl.pricing import Prices, load_prices
 from fasdl.store import ObjectStore, open_store
 from fasdl.store.base import REQUEST_KINDS
-from fasdl.training import seeded_model
+from fasdl.training import ModelVector, seeded_model
 
 log = logging.getLogger(__name__)
 
@@ -176,13 +183,7 @@ def resume_job(
 def _refuse_existing(store: ObjectStore, keys: Keys) -> None:
     if not store.list(keys.output):
         return
-    lease = read_lease(store, keys)
-    if lease is not None and not lease.stale:
-        raise InvalidInput(
-            "job_id",
-            f"job {keys.job_id!r} is running: {lease.describe()}",
-            "choose another --job-id",
-        )
+    refuse_if_running(store, keys)
     raise InvalidInput(
         "job_id",
         f"job {keys.job_id!r} already has outputs in {store.url}",
@@ -546,6 +547,18 @@ def _summarise(
 def _add(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
     """Request counts by kind, added (every kind present, in ``REQUEST_KINDS`` order)."""
     return {k: int(a.get(k, 0)) + int(b.get(k, 0)) for k in REQUEST_KINDS}
+
+
+def final_vector(cfg: JobConfig) -> np.ndarray:
+    """A finished job's trained model as its float32 vector (parameters and floating buffers),
+    what the tests and benchmarks compare bit for bit."""
+    job = prepare(cfg)
+    key = Keys.for_job(job.cfg).model()
+    meta = job.meta()
+    model = seeded_model(cfg.model, cfg.seed, meta.num_classes, meta.input_shape)
+    model.load_state_dict(torch.load(io.BytesIO(job.store.get(key)), weights_only=True))
+    vector: np.ndarray = ModelVector.attach(model).numpy().copy()
+    return vector
 
 
 def evaluate(job: PreparedJob, model_blob: bytes, *, key: str = "") -> float | None:

@@ -170,6 +170,18 @@ def read_lease(store: ObjectStore, keys: Keys) -> Lease | None:
         raise CorruptObject(keys.lease(), f"not a lease ({e})") from e
 
 
+def refuse_if_running(store: ObjectStore, keys: Keys) -> Lease | None:
+    """Raise ``InvalidInput`` if another coordinator drives the job now; else its stale lease."""
+    current = read_lease(store, keys)
+    if current is not None and not current.stale:
+        raise InvalidInput(
+            "job_id",
+            f"job {keys.job_id!r} is running: {current.describe()}",
+            "wait for it, or choose another --job-id",
+        )
+    return current
+
+
 class LeaseKeeper:
     """Holds a job's lease: writes it, renews the heartbeat from a thread, and drops it on exit.
 
@@ -183,13 +195,7 @@ class LeaseKeeper:
         )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        current = read_lease(store, keys)
-        if current is not None and not current.stale:
-            raise InvalidInput(
-                "job_id",
-                f"job {keys.job_id!r} is running: {current.describe()}",
-                "wait for it, or choose another --job-id",
-            )
+        current = refuse_if_running(store, keys)
         if current is not None and not takeover:
             raise InvalidInput("job_id", f"job {keys.job_id!r} has a lease already")
 

@@ -9,7 +9,6 @@ mid-run whatever the machine's speed.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -21,16 +20,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from fasdl.errors import JobFailed
 from fasdl.kreduce.config import JobConfig
-from fasdl.kreduce.coordinator import prepare, resume_job, run_job
+from fasdl.kreduce.coordinator import final_vector, resume_job, run_job
 from fasdl.kreduce.keys import Keys
 from fasdl.kreduce.state import read_state
 from fasdl.kreduce.worker import KILL_AT_ENV, MIN_ITERATION_ENV
 from fasdl.store import open_store
-from fasdl.training import ModelVector, seeded_model
 
 pytestmark = pytest.mark.slow
 
@@ -51,15 +48,6 @@ JOB = {
 FASDL = [sys.executable, "-m", "fasdl.cli.main"]
 
 
-def _final_vector(cfg: JobConfig) -> np.ndarray:
-    job = prepare(cfg)
-    blob = open_store(cfg.store).get(Keys.for_job(cfg).model())
-    meta = job.meta()
-    model = seeded_model(cfg.model, cfg.seed, meta.num_classes, meta.input_shape)
-    model.load_state_dict(torch.load(io.BytesIO(blob), weights_only=True))
-    return ModelVector.attach(model).numpy().copy()
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
     """The final weights of the job without any fault (the oracle)."""
@@ -67,7 +55,7 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> np.ndarray:
     cfg = JobConfig(**JOB, store=store, job_id="straight")
     summary = run_job(cfg)
     assert summary.rounds >= 3 and summary.retries == []
-    return _final_vector(cfg)
+    return final_vector(cfg)
 
 
 def test_a_killed_worker_costs_one_round(tmp_path, monkeypatch, uninterrupted) -> None:
@@ -79,7 +67,7 @@ def test_a_killed_worker_costs_one_round(tmp_path, monkeypatch, uninterrupted) -
     assert retry["worker"] == 2 and retry["round"] == 1
     assert "signal" in retry["reason"] or "killed" in retry["reason"].lower(), retry
     assert 0 <= retry["iterations_lost"] <= 8 - 5
-    np.testing.assert_array_equal(_final_vector(cfg), uninterrupted)
+    np.testing.assert_array_equal(final_vector(cfg), uninterrupted)
     # the failed attempt's invocations are billed too, and nothing but the outputs is left
     records = json.loads(open_store(cfg.store).get(Keys.for_job(cfg).invocations()))
     assert sum(r["state"] != "succeeded" for r in records) >= 1
@@ -113,7 +101,7 @@ def test_a_worker_that_always_fails_stops_then_resumes(tmp_path, uninterrupted) 
     summary = json.loads(resumed.stdout)
     assert len(summary["retries"]) == 3 and summary["iterations"] > 8
     cfg = JobConfig(**JOB, store=store, job_id="doomed")
-    np.testing.assert_array_equal(_final_vector(cfg), uninterrupted)
+    np.testing.assert_array_equal(final_vector(cfg), uninterrupted)
 
 
 def _wait_for(what: str, check: Callable[[], bool], timeout_s: float = 300.0) -> None:
@@ -163,7 +151,7 @@ def test_a_killed_coordinator_resumes_to_the_same_weights(tmp_path, uninterrupte
     summary = json.loads(resumed.stdout)
     assert summary["rounds"] >= 3
     np.testing.assert_array_equal(
-        _final_vector(JobConfig(**JOB, store=store, job_id=job)), uninterrupted
+        final_vector(JobConfig(**JOB, store=store, job_id=job)), uninterrupted
     )
     assert all(k.startswith(f"output/{job}/") for k in s.list())
 

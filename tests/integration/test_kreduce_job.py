@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import json
 
 import numpy as np
 import pytest
-import torch
 
 from fasdl.kreduce.config import JobConfig
-from fasdl.kreduce.coordinator import prepare, run_job
+from fasdl.kreduce.coordinator import final_vector, prepare, run_job
 from fasdl.kreduce.keys import Keys
 from fasdl.kreduce.logs import read_worker_logs
 from fasdl.kreduce.reference import reference_run
@@ -33,15 +31,6 @@ TINY = {
 }
 
 
-def _final_vector(cfg: JobConfig) -> np.ndarray:
-    job = prepare(cfg)
-    blob = open_store(cfg.store).get(Keys.for_job(cfg).model())
-    meta = job.meta()
-    model = seeded_model(cfg.model, cfg.seed, meta.num_classes, meta.input_shape)
-    model.load_state_dict(torch.load(io.BytesIO(blob), weights_only=True))
-    return ModelVector.attach(model).numpy().copy()
-
-
 @pytest.mark.parametrize("k", [1, 2, 4], ids=["K=1", "K=2", "K=W"])
 def test_matches_serial_reference(k: int) -> None:
     cfg = JobConfig(
@@ -56,7 +45,7 @@ def test_matches_serial_reference(k: int) -> None:
     job = prepare(cfg)
     assert summary.iterations == job.total_iterations > 3
     expected = reference_run(cfg, job.partitions, job.meta(), job.total_iterations)
-    got = _final_vector(cfg)
+    got = final_vector(cfg)
     assert np.max(np.abs(got - expected)) <= 1e-6
     # and the model actually moved away from its initial weights
     init = ModelVector.attach(
@@ -86,7 +75,7 @@ def test_baselines_and_merges_match_the_serial_reference(
         run_job(cfg, platform=platform)
     job = prepare(cfg)
     expected = reference_run(cfg, job.partitions, job.meta(), job.total_iterations)
-    assert np.max(np.abs(_final_vector(cfg) - expected)) <= 1e-6
+    assert np.max(np.abs(final_vector(cfg) - expected)) <= 1e-6
 
 
 def test_allreduce_waits_for_the_merged_model_of_the_current_iteration() -> None:
@@ -177,7 +166,7 @@ def test_checkpoint_and_resume_gives_exactly_the_same_weights(k: int) -> None:
     assert s_straight.rounds == 1
     assert s_resumed.rounds == -(-s_resumed.iterations // 5) >= 3
     assert s_resumed.invocations == s_resumed.rounds * resumed.num_workers
-    np.testing.assert_array_equal(_final_vector(resumed), _final_vector(straight))
+    np.testing.assert_array_equal(final_vector(resumed), final_vector(straight))
 
 
 @pytest.mark.slow
@@ -212,7 +201,7 @@ def test_func_time_forces_reinvocations_with_the_same_weights(tmp_path, monkeypa
     records = json.loads(open_store(short_run.store).get("output/short/invocations.json"))
     assert all(r["state"] == "succeeded" and r["duration_ms"] < func_time * 1000 for r in records)
     assert s_short.iterations == s_long.iterations
-    np.testing.assert_array_equal(_final_vector(short_run), _final_vector(long_run))
+    np.testing.assert_array_equal(final_vector(short_run), final_vector(long_run))
 
 
 @pytest.mark.slow

@@ -11,7 +11,6 @@ fail and retry. Only the outage's length is a measured stretch of time (``OUTAGE
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import threading
@@ -22,17 +21,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 from fasdl.errors import StoreUnavailable
 from fasdl.kreduce.config import JobConfig
-from fasdl.kreduce.coordinator import prepare, run_job
-from fasdl.kreduce.keys import Keys
+from fasdl.kreduce.coordinator import final_vector, run_job
 from fasdl.kreduce.worker import MIN_ITERATION_ENV
 from fasdl.store import open_store
 from fasdl.store.s3 import S3Store
 from fasdl.testing import SeaweedServer
-from fasdl.training import ModelVector, seeded_model
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
 
@@ -199,22 +195,13 @@ OUTAGE_AT_ITERATION = 3
 MIN_ITERATION_S = 0.5
 
 
-def _final_vector(cfg: JobConfig) -> np.ndarray:
-    job = prepare(cfg)
-    blob = open_store(cfg.store).get(Keys.for_job(cfg).model())
-    meta = job.meta()
-    model = seeded_model(cfg.model, cfg.seed, meta.num_classes, meta.input_shape)
-    model.load_state_dict(torch.load(io.BytesIO(blob), weights_only=True))
-    return ModelVector.attach(model).numpy().copy()
-
-
 def test_a_whole_job_rides_out_an_outage_with_the_same_weights(
     server: SeaweedServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = _url(server, "jobs")
     calm = JobConfig(**JOB, store=url, job_id="calm")
     calm_summary = run_job(calm)
-    expected = _final_vector(calm)
+    expected = final_vector(calm)
 
     stormy = JobConfig(**JOB, store=url, job_id="stormy")
     monkeypatch.setenv(MIN_ITERATION_ENV, str(MIN_ITERATION_S))
@@ -259,7 +246,7 @@ def test_a_whole_job_rides_out_an_outage_with_the_same_weights(
     # mid-job: the job went on training after the server came back
     after = [it for t, it in timeline if t > outage["up"]]
     assert after and max(after) > outage["iteration"], (outage, timeline)
-    np.testing.assert_array_equal(_final_vector(stormy), expected)
+    np.testing.assert_array_equal(final_vector(stormy), expected)
     print(
         f"\njob: outage at iteration {outage['iteration']} of {summary.iterations}, down "
         f"{outage['up'] - outage['down']:.1f}s; the job took {took:.1f}s "
