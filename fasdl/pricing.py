@@ -10,7 +10,6 @@ S3 does, unless the table prices it itself.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 from fasdl.errors import InvalidInput
 from fasdl.store.base import REQUEST_KINDS
+from fasdl.validate import finite_number
 
 PRESETS = {"aws": "aws-prices.json"}
 BILLED_AS = {"HEAD": "GET"}  # S3 bills a HEAD as a GET
@@ -48,14 +48,7 @@ class Prices:
 
 
 def _price(value: Any, field: str) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise InvalidInput(field, f"{value!r} is not a price ≥ 0")
-    return float(value)
+    return finite_number(value, field, minimum=0, unit="USD")
 
 
 def prices_from_dict(d: Any, arch: str = "x86", where: str = "prices") -> Prices:

@@ -21,14 +21,14 @@ class FrontierPoint:
     time_s: float
     cost_usd: float
     num_workers: int
-    pattern_k: int
+    num_aggregators: int
     memory_mb: int
     max_memory_mb: int
 
     @property
     def config(self) -> tuple[int, int, int]:
         """(W, K, M)."""
-        return self.num_workers, self.pattern_k, self.memory_mb
+        return self.num_workers, self.num_aggregators, self.memory_mb
 
 
 def frontier_points(frontier: Frontier, *, max_memory_mb: int) -> list[FrontierPoint]:

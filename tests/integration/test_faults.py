@@ -182,3 +182,36 @@ def test_job_failed_is_raised_when_retries_are_zero(tmp_path, monkeypatch) -> No
         run_job(cfg)
     assert read_state(open_store(cfg.store), Keys.for_job(cfg)).status == "failed"
     assert Path(tmp_path, "partition", "zero").exists()  # kept for resume
+
+
+def test_sigterm_stops_the_workers_keeps_the_checkpoints_and_says_how_to_resume(
+    tmp_path,
+) -> None:
+    store = tmp_path.as_uri()
+    job = "stopped"
+    argv = [*FASDL, "train", "--no-progress", "--store", store, "--job-id", job]
+    argv += ["--model", "mlp", "--dataset", "synthetic:600", "-W", "3", "-K", "2"]
+    argv += ["--batch-agg", "16", "--batch-wor", "8", "--epochs", "2", "--lr", "0.05"]
+    argv += ["--memory", "512", "--comm-timeout", "60", "--checkpoint-every", "5"]
+    env = {**os.environ, MIN_ITERATION_ENV: "0.2"}
+    coordinator = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    keys = Keys.for_job(JobConfig(**JOB, store=store, job_id=job))
+    s = open_store(store)
+
+    def past_round_one() -> bool:
+        try:
+            return read_state(s, keys).round >= 1
+        except FileNotFoundError:
+            return False
+
+    _wait_for("the job's first completed round", past_round_one)
+    coordinator.send_signal(signal.SIGTERM)
+    _, err = coordinator.communicate(timeout=120)
+    assert coordinator.returncode == 130, err
+    assert f"fasdl resume {job} --store {store}" in err
+    state = read_state(s, keys)
+    assert state.status == "interrupted" and state.checkpoint_set is not None
+    assert s.list(keys.checkpoint_set(state.checkpoint_set))
+    assert not s.exists(keys.lease())  # the lease is dropped: resume needs no wait
