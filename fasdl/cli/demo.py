@@ -6,6 +6,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from fasdl.cli.platform_flags import add_platform_flags
 from fasdl.cli.train import run_and_report
 from fasdl.kreduce.config import JobConfig
 
@@ -35,6 +36,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "stop, checkpoint and continue in new invocations, as Lambda's 900 s limit forces on long jobs.",
     )
     p.add_argument("--store", help="object store URL (default: a new temporary directory)")
+    add_platform_flags(
+        p,
+        default="local",
+        help="function platform (default local; lithops --backend localhost "
+        "runs the same functions through Lithops)",
+    )
     p.add_argument(
         "--epochs", type=int, default=DEMO_JOB["epochs"], help="epochs (default %(default)s)"
     )
@@ -45,11 +52,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     store = args.store or Path(tempfile.mkdtemp(prefix="fasdl-demo-")).as_uri()
-    cfg = JobConfig.from_dict({**DEMO_JOB, "epochs": args.epochs, "store": store})
+    cfg = JobConfig.from_dict(
+        {**DEMO_JOB, "epochs": args.epochs, "store": store, "platform": args.platform}
+    )
     if not args.json:
         print(
             f"fasdl demo: {cfg.num_workers} workers ({cfg.num_aggregators} aggregators, batch {cfg.batch_size_agg}; "
             f"others batch {cfg.batch_size_wor}) train a {cfg.model} on digits, {cfg.epochs} epochs, "
-            f"{cfg.memory_mb} MB functions limited to {cfg.func_time_s:g} s, store {store}"
+            f"{cfg.memory_mb} MB functions limited to {cfg.func_time_s:g} s on the {cfg.platform} "
+            f"platform, store {store}"
         )
     return run_and_report(cfg, as_json=args.json, show_progress=not args.no_progress)

@@ -20,9 +20,10 @@ import warnings
 from typing import NoReturn, TextIO
 
 from fasdl import __version__
+from fasdl.cli.platform_flags import apply_platform_flags
 from fasdl.errors import FasdlError, InvalidInput, PlanInfeasible
 
-SUBCOMMANDS = ["demo", "train", "resume", "profile", "fit", "optimize", "smoke"]
+SUBCOMMANDS = ["demo", "train", "resume", "profile", "fit", "optimize", "smoke", "aws"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        apply_platform_flags(args)
         return int(args.func(args) or 0)
     except PlanInfeasible as e:
         print(f"fasdl {args.command}: {e}", file=sys.stderr)

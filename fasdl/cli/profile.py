@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fasdl.cli.platform_flags import add_platform_flags
 from fasdl.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -66,12 +67,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--resume", action="store_true", help="--out exists: measure only the pairs it lacks"
     )
-    p.add_argument(
-        "--platform",
-        choices=["local", "inline"],
-        default="local",
-        help="function platform (default local)",
-    )
+    add_platform_flags(p, default="local", help="function platform (default local)")
     p.add_argument(
         "--store",
         help="object store URL for the data sample: file:///path (default ./fasdl-runs), s3://bucket/prefix",

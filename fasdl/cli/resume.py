@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from fasdl.cli.platform_flags import add_platform_flags
 from fasdl.cli.train import drive_and_report
 
 if TYPE_CHECKING:
@@ -26,9 +27,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("job_id", metavar="JOB_ID", help="the job's id (`fasdl train` prints it)")
     p.add_argument("--store", required=True, help="the job's store URL, as given to fasdl train")
-    p.add_argument(
-        "--platform", choices=["local", "inline"], help="function platform (default: the job's)"
-    )
+    add_platform_flags(p, default=None, help="function platform (default: the job's)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run, field_dests={"job_id": "job_id", "store": "store"})

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from fasdl.cli.platform_flags import add_platform_flags
 from fasdl.platform.smoke import JOBS, SmokeReport, run_smoke
 
 DESCRIPTION = """\
@@ -26,12 +27,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--platform",
-        choices=["local", "inline"],
-        default="local",
-        help="function platform (default: local)",
-    )
+    add_platform_flags(p, default="local", help="function platform (default: local)")
     p.add_argument(
         "--job", choices=sorted(JOBS), default="cnn", help="what each function does (default: cnn)"
     )

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fasdl.cli.platform_flags import add_platform_flags
 from fasdl.errors import InvalidInput, OverlappingPrefixes
 from fasdl.kreduce.config import (
     MERGES,
@@ -97,9 +98,7 @@ def add_job_flags(p: argparse.ArgumentParser) -> None:
         "--store",
         help="object store URL: file:///path (default ./fasdl-runs), s3://bucket/prefix, memory://name",
     )
-    g.add_argument(
-        "--platform", choices=["local", "inline"], help="function platform (default local)"
-    )
+    add_platform_flags(g, default=None, help="function platform (default local)")
     g.add_argument("--job-id", help="name of the job; its objects live under it (default: random)")
     g.add_argument(
         "--comm-timeout",

@@ -111,11 +111,12 @@ def prepare(cfg: JobConfig, *, platform_name: str | None = None) -> PreparedJob:
     """Validate the job against its data. Raises InvalidInput; writes nothing."""
     cfg = cfg.resolved()
     platform_name = platform_name or cfg.platform
-    if cfg.store.startswith("memory://") and platform_name == "local":
+    if cfg.store.startswith("memory://") and platform_name != "inline":
         raise InvalidInput(
             "store",
-            "a memory:// store lives inside one process; local functions are separate processes",
-            "use file:// or s3:// with --platform local, or --platform inline",
+            f"a memory:// store lives inside one process; {platform_name} functions are separate "
+            "processes",
+            f"use file:// or s3:// with --platform {platform_name}, or --platform inline",
         )
     store = open_store(cfg.store)
     # Plain "cifar10" reads the batch files from the data prefix (the seed's data bucket).
@@ -216,11 +217,11 @@ def _drive(
     run = _Run(state.with_(status="running", error=None))
     with LeaseKeeper(store, keys, takeover=takeover):
         try:
+            write_state(store, keys, run.state)
             if state.attempt >= 0:  # a resumed job: what its dead coordinator's attempt left
                 _delete_prefixes(store, keys.attempt_prefixes(state.attempt))
-            else:
+            else:  # a new job (or one whose coordinator died before its first round)
                 _upload_partitions(store, keys, job)
-            write_state(store, keys, run.state)
             while run.state.done < job.total_iterations:
                 _next_round(platform, store, keys, job, run, t_start, prices, progress)
             summary = _summarise(job, keys, platform, run.state, t_start, prices)

@@ -1,4 +1,5 @@
-"""Function platforms: ``local`` (a process per invocation, Lambda-like limits) and ``inline``."""
+"""Function platforms: ``local`` (a process per invocation, Lambda-like limits), ``inline`` and
+``lithops`` (Lithops' backends: real clouds, or localhost; needs the lithops extra)."""
 
 from fasdl.errors import InvocationFailed
 from fasdl.platform.base import (

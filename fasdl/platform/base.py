@@ -349,11 +349,13 @@ def encode_payload(payload: Any, *, sync: bool) -> bytes:
 PLATFORMS: dict[str, str] = {
     "local": "fasdl.platform.local:LocalPlatform",
     "inline": "fasdl.platform.inline:InlinePlatform",
+    "lithops": "fasdl.platform.lithops:LithopsPlatform",  # needs the lithops extra
 }
 
 
 def open_platform(name: str, **kwargs: Any) -> Platform:
-    """A platform by name: ``local`` (processes, the default) or ``inline`` (threads, for tests)."""
+    """A platform by name: ``local`` (processes, the default), ``inline`` (threads, for tests) or
+    ``lithops`` (Lithops' backends: AWS Lambda, ..., localhost; ``backend=``, ``config_file=``)."""
     if name not in PLATFORMS:
         raise InvalidInput(
             "platform", f"unknown platform {name!r}", f"known: {', '.join(PLATFORMS)}"

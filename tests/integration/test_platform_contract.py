@@ -16,6 +16,7 @@ bound how long a broken platform takes to fail; the timeout test uses a handler 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import time
@@ -31,7 +32,18 @@ from fasdl.platform import InvocationFailed, Platform, State, open_platform
 from fasdl.platform.base import PLATFORMS
 from fasdl.testing.platform_handlers import target
 
-CONTRACT_PLATFORMS: list[Any] = ["local", "inline"]  # names, or pytest.param(name, marks=...)
+CONTRACT_PLATFORMS: list[Any] = [  # names, or pytest.param(name, marks=...)
+    "local",
+    "inline",
+    pytest.param(
+        "lithops",
+        marks=pytest.mark.skipif(
+            importlib.util.find_spec("lithops") is None, reason="pip install 'fasdl[lithops]'"
+        ),
+    ),
+]
+# How each platform is opened here: Lithops on its localhost backend (no cloud, no config file).
+PLATFORM_OPTIONS: dict[str, dict[str, Any]] = {"lithops": {"backend": "localhost"}}
 WAIT_S = (
     120  # a generous deadline for any invocation on a busy machine: only a broken platform hits it
 )
@@ -62,7 +74,7 @@ def open_plat(platform_name: str, release_path: str) -> Iterator[Callable[..., P
     opened: list[Platform] = []
 
     def make(**kwargs: Any) -> Platform:
-        plat = open_platform(platform_name, **kwargs)
+        plat = open_platform(platform_name, **PLATFORM_OPTIONS.get(platform_name, {}), **kwargs)
         opened.append(plat)
         return plat
 
