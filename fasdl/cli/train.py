@@ -78,8 +78,9 @@ def add_job_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--merge",
         choices=MERGES,
-        help="how the aggregators average the workers' models: batch (weighted by batch size, "
-        "the default) or mean (equal weights; the default for a seed payload)",
+        help="how the aggregators average the workers' models: mean (equal weights, the "
+        "default, as the original FasDL; measured better in docs/kreduce.md) or batch (weighted "
+        "by batch size)",
     )
     g.add_argument("--memory", type=int, help="function memory in MB, 128-10240 (memory)")
     g.add_argument(

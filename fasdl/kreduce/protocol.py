@@ -11,7 +11,7 @@ ScatterReduce is K = W with equal batches (all workers aggregate), AllReduce (La
 K = 1 with equal batches and ``synchronous=True``: the non-aggregators wait for aggregator 0's
 merged model of the current iteration.
 
-The average (``merge``): ``"batch"`` weights each worker by its share of the global batch — after
+The average (``merge``; ``"mean"`` by default, as measured in docs/kreduce.md): ``"batch"`` weights each worker by its share of the global batch — after
 one SGD step from the same weights this equals one step on the union of the batches (the mean
 gradient of the global batch); ``"mean"`` weights every worker equally, as the original FasDL
 does. The two agree when batches are equal.
@@ -41,7 +41,7 @@ _HEADER = struct.Struct("<4sqq")  # magic, iteration, stop_at (0: not decided)
 _MAGIC = b"FKR1"
 
 
-def merge_weights(batch_sizes: list[int], merge: str = "batch") -> np.ndarray:
+def merge_weights(batch_sizes: list[int], merge: str) -> np.ndarray:
     """Each worker's weight in the average: its share of the global batch, or 1/W (``"mean"``)."""
     if merge not in MERGES:
         raise ValueError(f"unknown merge {merge!r}")  # JobConfig validates the user's choice
@@ -110,7 +110,7 @@ class KReduce:
         num_aggregators: int,
         numel: int,
         timeout_s: float,
-        merge: str = "batch",
+        merge: str = "mean",
         synchronous: bool = False,
         io_threads: int = 8,
     ) -> None:

@@ -96,7 +96,12 @@ def test_allreduce_waits_for_the_merged_model_of_the_current_iteration() -> None
 
 def test_the_merge_rule_matters() -> None:
     cfg = JobConfig(
-        **TINY, num_aggregators=2, store="memory://merge", platform="inline", job_id="merge"
+        **TINY,
+        num_aggregators=2,
+        merge="batch",
+        store="memory://merge",
+        platform="inline",
+        job_id="merge",
     )
     job = prepare(cfg)
     mean = JobConfig(**{**cfg.to_dict(), "merge": "mean"})

@@ -331,7 +331,7 @@ def test_a_seed_payload_keeps_what_it_says_and_flags_override(tmp_path) -> None:
     c = config("--payload", str(seed), "--merge", "batch", "--momentum", "0.9")
     assert (c.merge, c.momentum) == ("batch", 0.9)
     c = config("--payload", str(ours))  # our own field names: fasdl's defaults
-    assert (c.merge, c.momentum) == ("batch", 0.9)
+    assert (c.merge, c.momentum) == ("mean", 0.9)
 
 
 @pytest.mark.parametrize("pattern", ["scatter_reduce", "allreduce"])

@@ -70,7 +70,7 @@ def test_chunks_reject_more_chunks_than_floats() -> None:
 def test_weighted_merge_is_batch_weighted_mean() -> None:
     rng = np.random.default_rng(1)
     parts = [rng.standard_normal(100).astype(np.float32) for _ in range(3)]
-    w = merge_weights([64, 32, 32])
+    w = merge_weights([64, 32, 32], "batch")
     np.testing.assert_allclose(w, [0.5, 0.25, 0.25])
     expected = 0.5 * parts[0] + 0.25 * parts[1] + 0.25 * parts[2]
     np.testing.assert_allclose(weighted_sum(parts, w), expected, rtol=1e-6)
