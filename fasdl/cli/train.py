@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from fasdl.cli.platform_flags import add_platform_flags
 from fasdl.errors import InvalidInput, OverlappingPrefixes
 from fasdl.kreduce.config import (
+    ARCHES,
     MERGES,
     PATTERNS,
     SEED_FIELDS,
@@ -38,6 +39,7 @@ FLAG_FIELDS = {
     "lr": "lr",
     "momentum": "momentum",
     "merge": "merge",
+    "arch": "arch",
     "memory": "memory_mb",
     "func_time": "func_time_s",
     "seed": "seed",
@@ -83,6 +85,12 @@ def add_job_flags(p: argparse.ArgumentParser) -> None:
         "by batch size)",
     )
     g.add_argument("--memory", type=int, help="function memory in MB, 128-10240 (memory)")
+    g.add_argument(
+        "--arch",
+        choices=ARCHES,
+        help="the functions' architecture, for the cost's GB-second price (default x86; "
+        "arm64 is Lambda's Graviton, 20 %% cheaper)",
+    )
     g.add_argument(
         "--func-time",
         type=float,
@@ -321,7 +329,7 @@ def print_summary(s: JobSummary) -> None:
         f"  train / comm    {s.train_time_s:.1f} s / {s.comm_time_s:.1f} s per worker",
         f"  billed          {s.billed_gb_s:.2f} GB-s",
         f"  requests        {req}",
-        f"  cost            ${s.cost_usd['total']:.6f} (functions ${s.cost_usd['functions']:.6f}, storage ${s.cost_usd['storage']:.6f})",
+        f"  cost            ${s.cost_usd['total']:.6f} (functions ${s.cost_usd['functions']:.6f} at {c['arch']} prices, storage ${s.cost_usd['storage']:.6f})",
         f"  final loss      {s.final_loss:.4f}"
         if s.final_loss is not None
         else "  final loss      n/a",

@@ -21,6 +21,7 @@ from fasdl.platform.limits import check_memory_mb, check_timeout_s
 from fasdl.validate import finite_number, positive_number, whole_number
 
 PATTERNS = ("kreduce", "scatter_reduce", "allreduce")
+ARCHES = ("x86", "arm64")  # as the price table names them
 SYNCHRONOUS_PATTERNS = ("scatter_reduce", "allreduce")  # every worker waits for merged(t)
 MERGES = ("mean", "batch")  # the average: equal weights (the seed's), or weighted by batch size
 # What the original FasDL trains with: an equal-weight average and SGD without momentum. A seed
@@ -62,6 +63,7 @@ _TEXT_FIELDS = (
     "dataset",
     "pattern",
     "merge",
+    "arch",
     "store",
     "platform",
     "job_id",
@@ -111,6 +113,7 @@ class JobConfig:
     # How long a worker waits for a peer; None: derived from the model, memory and the measured
     # iterations (``fasdl.kreduce.timeouts``).
     comm_timeout_s: float | None = None
+    arch: str = "x86"  # the functions' architecture, for their GB-second price (x86 or arm64)
     retries: int = 3  # failed rounds retried per job, each from the last checkpoint set
     max_iterations_per_invocation: int = 0  # 0: as many as func_time_s allows
 
@@ -127,6 +130,10 @@ class JobConfig:
         if self.pattern not in PATTERNS:
             raise InvalidInput(
                 "pattern", f"unknown pattern {self.pattern!r}", f"known: {', '.join(PATTERNS)}"
+            )
+        if self.arch not in ARCHES:
+            raise InvalidInput(
+                "arch", f"unknown architecture {self.arch!r}", f"known: {', '.join(ARCHES)}"
             )
         if self.merge not in MERGES:
             raise InvalidInput(

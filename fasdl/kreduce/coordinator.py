@@ -204,7 +204,7 @@ def _drive(
     takeover: bool,
 ) -> JobSummary:
     cfg, store = job.cfg, job.store
-    prices = prices or load_prices()
+    prices = prices or load_prices(arch=cfg.arch)
     own_platform = platform is None
     platform = platform or open_platform(cfg.platform, concurrency=max(1000, cfg.num_workers))
     if platform.concurrency < cfg.num_workers:

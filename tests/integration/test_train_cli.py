@@ -445,3 +445,16 @@ def test_the_optimizers_plan_trains(tmp_path) -> None:
         p["batch_size_agg"],
         p["batch_size_wor"],
     )
+
+
+@pytest.mark.parametrize("arch", ["x86", "arm64"])
+def test_the_cost_uses_the_architectures_price(tmp_path, capsys, arch) -> None:
+    from fasdl.pricing import load_prices
+
+    argv = ["train", *SMALL, "--arch", arch, "--store", tmp_path.as_uri(), "--json"]
+    assert main([*argv, "--no-progress"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["config"]["arch"] == arch
+    p = load_prices(arch=arch)
+    expected = p.function_cost(s["billed_gb_s"], s["invocations"])
+    assert s["cost_usd"]["functions"] == pytest.approx(expected, rel=1e-3)
