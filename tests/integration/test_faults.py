@@ -27,7 +27,7 @@ from fasdl.kreduce.coordinator import final_vector, resume_job, run_job
 from fasdl.kreduce.keys import Keys
 from fasdl.kreduce.state import read_state
 from fasdl.kreduce.worker import KILL_AT_ENV, MIN_ITERATION_ENV
-from fasdl.store import open_store
+from fasdl.store import ObjectStore, open_store
 
 pytestmark = pytest.mark.slow
 
@@ -76,10 +76,7 @@ def test_a_killed_worker_costs_one_round(tmp_path, monkeypatch, uninterrupted) -
 
 def test_a_worker_that_always_fails_stops_then_resumes(tmp_path, uninterrupted) -> None:
     store = tmp_path.as_uri()
-    argv = [*FASDL, "train", "--no-progress", "--store", store, "--job-id", "doomed"]
-    argv += ["--model", "mlp", "--dataset", "synthetic:600", "-W", "3", "-K", "2"]
-    argv += ["--batch-agg", "16", "--batch-wor", "8", "--epochs", "2", "--lr", "0.05"]
-    argv += ["--memory", "512", "--comm-timeout", "60", "--checkpoint-every", "5", "--retries", "2"]
+    argv = [*_train_argv(store, "doomed"), "--retries", "2"]
     env = {**os.environ, KILL_AT_ENV: "1:8:*"}  # worker 1 dies at iteration 8, every time
     out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 1, out.stderr
@@ -113,19 +110,15 @@ def _wait_for(what: str, check: Callable[[], bool], timeout_s: float = 300.0) ->
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_a_killed_coordinator_resumes_to_the_same_weights(tmp_path, uninterrupted) -> None:
-    store = tmp_path.as_uri()
-    job = "orphan"
+def _train_argv(store: str, job: str) -> list[str]:
+    """`fasdl train` of JOB, as a user types it."""
     argv = [*FASDL, "train", "--no-progress", "--store", store, "--job-id", job]
     argv += ["--model", "mlp", "--dataset", "synthetic:600", "-W", "3", "-K", "2"]
     argv += ["--batch-agg", "16", "--batch-wor", "8", "--epochs", "2", "--lr", "0.05"]
-    argv += ["--memory", "512", "--comm-timeout", "60", "--checkpoint-every", "5"]
-    # Iterations of at least 0.2 s: the job outlasts the test's look at it, however fast.
-    env = {**os.environ, MIN_ITERATION_ENV: "0.2"}
-    coordinator = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    keys = Keys.for_job(JobConfig(**JOB, store=store, job_id=job))
-    s = open_store(store)
+    return [*argv, "--memory", "512", "--comm-timeout", "60", "--checkpoint-every", "5"]
 
+
+def _wait_for_round_one(s: ObjectStore, keys: Keys) -> None:
     def past_round_one() -> bool:
         try:
             return read_state(s, keys).round >= 1
@@ -133,6 +126,18 @@ def test_a_killed_coordinator_resumes_to_the_same_weights(tmp_path, uninterrupte
             return False
 
     _wait_for("the job's first completed round", past_round_one)
+
+
+def test_a_killed_coordinator_resumes_to_the_same_weights(tmp_path, uninterrupted) -> None:
+    store = tmp_path.as_uri()
+    job = "orphan"
+    argv = _train_argv(store, job)
+    # Iterations of at least 0.2 s: the job outlasts the test's look at it, however fast.
+    env = {**os.environ, MIN_ITERATION_ENV: "0.2"}
+    coordinator = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    keys = Keys.for_job(JobConfig(**JOB, store=store, job_id=job))
+    s = open_store(store)
+    _wait_for_round_one(s, keys)
     # a second coordinator for the live job is refused
     second = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert second.returncode == 2 and "is running" in second.stderr, second.stderr
@@ -189,24 +194,14 @@ def test_sigterm_stops_the_workers_keeps_the_checkpoints_and_says_how_to_resume(
 ) -> None:
     store = tmp_path.as_uri()
     job = "stopped"
-    argv = [*FASDL, "train", "--no-progress", "--store", store, "--job-id", job]
-    argv += ["--model", "mlp", "--dataset", "synthetic:600", "-W", "3", "-K", "2"]
-    argv += ["--batch-agg", "16", "--batch-wor", "8", "--epochs", "2", "--lr", "0.05"]
-    argv += ["--memory", "512", "--comm-timeout", "60", "--checkpoint-every", "5"]
+    argv = _train_argv(store, job)
     env = {**os.environ, MIN_ITERATION_ENV: "0.2"}
     coordinator = subprocess.Popen(
         argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     keys = Keys.for_job(JobConfig(**JOB, store=store, job_id=job))
     s = open_store(store)
-
-    def past_round_one() -> bool:
-        try:
-            return read_state(s, keys).round >= 1
-        except FileNotFoundError:
-            return False
-
-    _wait_for("the job's first completed round", past_round_one)
+    _wait_for_round_one(s, keys)
     coordinator.send_signal(signal.SIGTERM)
     _, err = coordinator.communicate(timeout=120)
     assert coordinator.returncode == 130, err
