@@ -1,44 +1,31 @@
-"""Predicted against measured: the optimizer's time and cost of a plan next to a real run of it.
+"""Predicted against measured, for the whole job: the optimizer's time and cost of a plan next to
+a real run of it, term by term.
 
-On the local platform with a file store: profile the small CNN (``fasdl profile``, with the
-store's transfer profile), fit (``fasdl fit``), optimise for a few deadlines (``fasdl optimize``)
-and train each plan (``fasdl train --plan``), then print the plan, the predicted and measured
-time and cost, and the accuracy 1 - |predicted - measured| / measured. The FasDL paper reports
-above 94 % on AWS Lambda.
+On the local platform with a file store, as a user would: profile a narrow ResNet on
+CIFAR-shaped data (``fasdl profile``, with the store's transfer profile and, now, each memory's
+start-up, the spread of single iterations and the evaluation), fit (``fasdl fit``), price three
+configurations that differ in W, K and memory (``fasdl.optimizer.plan_at``, written as the
+plan ``fasdl optimize --json`` writes), train each with ``fasdl train --plan plan.json --json``
+and read its ``prediction``: the predicted and measured time and cost, and every term.
 
-Which measured time is comparable. The model predicts the training iterations only:
-I x T_iter, T_iter being an aggregator's critical path (train, transform, upload, gather and
-merge, download). The comparable figure is aggregator 0's training loop, the sum of the
-``iteration_s`` in its per-iteration logs (``output/<job>/logs/``). The job's wall time adds
-what the model leaves out: starting the functions (a process, the torch import, the data), the
-coordinator's partitioning and start barrier, and the final evaluation. Both are printed.
-The comparable cost is W x M x (loop time) at the GB-second price, plus the invocations, plus
-every store request counted; the billed cost is what the job was charged (each function's whole
-billed duration, start-up included).
+The plans (B = 16 through γ; A from the model), all within W x M / 1769 <= 2 vCPUs:
 
-This machine has few cores and the local platform gives a function M/1769 vCPUs, so a plan is
-only timed faithfully when its functions fit: W x M / 1769 <= --vcpus (default: the cores), the
-optimizer's --max-vcpus. Each chosen plan is written by ``fasdl optimize --max-vcpus``, as a user
-would. Deadlines are chosen on that
-constrained Pareto frontier, among the plans predicted to train within --max-run-s (so that a
-full run stays near ten minutes): the fastest, the cheapest, and one between when there is one;
-when there are fewer than three, a third run restricts the functions to --small-memory MB
-(more, smaller functions).
+    two      W=2 K=1 M=1769             AllReduce-like: one aggregator
+    four     W=4 K=2 M=885              K-Reduce with two aggregators, small functions
+    rounds   W=3 K=3 M=1152, 18 s limit ScatterReduce, re-invoked every ~18 s (checkpoints)
 
-    python benchmarks/predict.py                 # 7-10 min: profile, fit, 3 plans of 10 epochs of 4,000
-    python benchmarks/predict.py --quick         # ~2 min smoke run
-    python benchmarks/predict.py --json          # the figures as one JSON object
-    python benchmarks/predict.py --profile P.csv --transfer T.csv   # reuse a profile
+    python benchmarks/predict.py              # 6-7 min: profile, fit, three jobs
+    python benchmarks/predict.py --quick      # ~1.5 min smoke run (fewer samples and epochs)
+    flock /tmp/fasdl-bench.lock python benchmarks/predict.py   # on a shared machine
 
-Results go to benchmarks/results/predict-<time>.json and .csv. The load average and the cores
+Results go to benchmarks/results/predict-<time>.json and .txt. The load average and the cores
 other processes keep busy are recorded around every job: other load on the cores slows the
-functions and lowers the accuracy, so run it on a quiet machine.
+functions, so run it on a quiet machine.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shlex
@@ -46,22 +33,37 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fasdl.kreduce.config import JobConfig
 from fasdl.kreduce.keys import Keys
-from fasdl.kreduce.logs import iteration_stats, loop_s, mean_stats, read_worker_logs, straggler_s
-from fasdl.optimizer.accuracy import Measured, comparable_cost_usd, compare
-from fasdl.optimizer.points import FrontierPoint, choose_runs, frontier_points
+from fasdl.kreduce.logs import IterationLog, iteration_stats, mean_stats, read_worker_logs
 from fasdl.platform.limits import MB_PER_VCPU, vcpus_for_memory
 from fasdl.store import open_store
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-MODEL = "cnn"
+MODEL = "resnet8"
+BATCH = 16  # the aggregators' batch every plan uses (γ is set from the fitted b to give it)
 STEP_TIMEOUT_S = 1800
+
+
+@dataclass(frozen=True)
+class Config:
+    label: str
+    num_workers: int
+    num_aggregators: int
+    memory_mb: int
+    func_time_s: float
+
+
+CONFIGS = (
+    Config("two", 2, 1, 1769, 900.0),
+    Config("four", 4, 2, 885, 900.0),
+    Config("rounds", 3, 3, 1152, 18.0),
+)
 
 
 @dataclass(frozen=True)
@@ -77,63 +79,51 @@ class Settings:
 
 
 FULL = Settings(
-    memory_mb=(442, 885, 1769),
-    # The aggregators' batch B = ceil(γ·b/(1-γ)) comes out at 5-9 for this CNN and A near it:
-    # profile around the batches the plans use.
-    batch_sizes=(8, 16, 32),
+    memory_mb=(885, 1152, 1769),
+    batch_sizes=(16, 32, 48),
     iterations=5,
     sample_s=0.5,
-    # The CNN's vector is 0.12 MB: chunks of 0.01-0.12 MB are what K-Reduce moves.
-    sizes_mb=(0.01, 0.03, 0.1, 0.3, 1.0),
+    # resnet8's vector is 1.24 MB: chunks of 0.4-1.24 MB, checkpoints of ~2.5 MB
+    sizes_mb=(0.1, 0.4, 1.24, 2.5),
     storage_repeats=5,
-    samples=4000,
-    epochs=10,
+    samples=10_000,
+    epochs=4,
 )
 QUICK = Settings(
     memory_mb=(885, 1769),
-    batch_sizes=(8, 32),
-    iterations=2,
-    sample_s=0.2,
-    sizes_mb=(0.01, 0.1, 1.0),
+    batch_sizes=(16, 32),
+    iterations=3,
+    sample_s=0.3,
+    sizes_mb=(0.4, 1.24, 2.5),
     storage_repeats=2,
-    samples=1000,
+    samples=3000,
     epochs=2,
 )
 
 
-# -- running the CLI ---------------------------------------------------------------------------
-
-
-def fasdl(args: list[str], *, log: list[dict[str, Any]], capture: bool = True) -> tuple[str, float]:
-    """Run ``fasdl ARGS`` (as ``python -m fasdl.cli.main``); return stdout and seconds."""
+def fasdl(args: list[str], *, log: list[dict[str, Any]]) -> str:
+    """Run ``fasdl ARGS`` (as ``python -m fasdl.cli.main``); return its stdout."""
     shown = "fasdl " + shlex.join(args)
     print(f"$ {shown}", file=sys.stderr, flush=True)
     t0 = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "fasdl.cli.main", *args],
-        stdout=subprocess.PIPE if capture else None,
-        stderr=subprocess.PIPE,
+        capture_output=True,
         text=True,
         timeout=STEP_TIMEOUT_S,
         check=False,
     )
-    seconds = time.monotonic() - t0
-    log.append({"command": shown, "exit_code": proc.returncode, "seconds": round(seconds, 2)})
+    log.append(
+        {"command": shown, "exit_code": proc.returncode, "seconds": round(time.monotonic() - t0, 2)}
+    )
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
         raise StepFailed(f"{shown} exited {proc.returncode}:\n{tail}")
-    return proc.stdout or "", seconds
+    return proc.stdout
 
 
 class StepFailed(RuntimeError):
     pass
-
-
-def _exact(x: float) -> str:
-    """``x`` for a command line: as ``:g`` writes it unless that rounds it (a deadline rounded
-    down can fall below its plan's time, and then ``fasdl optimize`` finds no plan)."""
-    short = f"{x:g}"
-    return short if float(short) == x else repr(x)
 
 
 def load_avg() -> float | None:
@@ -141,10 +131,8 @@ def load_avg() -> float | None:
 
 
 def busy_cores(seconds: float = 2.0) -> float | None:
-    """Cores kept busy by everything else on the machine, from /proc/stat over ``seconds``.
-
-    Taken just before a job starts, when none of its processes run: the CPU the functions will
-    have to share (the load average counts the job's own functions too)."""
+    """Cores kept busy by everything else on the machine, from /proc/stat over ``seconds``
+    (taken just before a job starts, when none of its processes run)."""
 
     def sample() -> tuple[int, int]:
         with open("/proc/stat") as f:
@@ -161,22 +149,12 @@ def busy_cores(seconds: float = 2.0) -> float | None:
     return round((b1 - b0) / (t1 - t0) * (os.cpu_count() or 1), 2) if t1 > t0 else None
 
 
-# -- the constrained frontier ------------------------------------------------------------------
-
-
-def constrained_frontier(
-    coeffs_path: Path,
-    *,
-    samples: int,
-    epochs: int,
-    vcpus: float,
-    min_memory_mb: int,
-    max_memory_mb: int,
-    memory_step_mb: int,
-) -> list[FrontierPoint]:
-    """The Pareto frontier (time ascending, cost descending) within the vCPU cap, as the CLI sees it."""
-    from fasdl.optimizer import Scenario, memory_grid, search_space
-    from fasdl.optimizer.search import improved_frontier
+def write_plan(
+    coeffs_path: Path, config: Config, settings: Settings, gamma: float, path: Path
+) -> dict[str, Any]:
+    """Price ``config`` as ``fasdl optimize`` prices its choice and write the plan JSON."""
+    from fasdl.optimizer import Scenario
+    from fasdl.optimizer.plan import plan_at
     from fasdl.perf.coefficients import read_coefficients
     from fasdl.pricing import load_prices
 
@@ -184,72 +162,35 @@ def constrained_frontier(
     transfer = coeffs.transfer_model()
     assert transfer is not None, "coeffs.json was fitted with --transfer"
     scenario = Scenario(
-        coeffs=coeffs, prices=load_prices("aws"), samples=samples, epochs=epochs, max_vcpus=vcpus
+        coeffs=coeffs,
+        prices=load_prices("aws"),
+        samples=settings.samples,
+        epochs=settings.epochs,
+        gamma=gamma,
+        func_time_s=config.func_time_s,
+        test_samples=max(settings.samples // 5, 10),  # synthetic:N's test set
     )
-    grid = search_space(
-        scenario, transfer, memory_grid(min_memory_mb, max_memory_mb, memory_step_mb)
-    )
-    f, _ = improved_frontier(scenario, grid)
-    return frontier_points(f, max_memory_mb=max_memory_mb)
+    plan = plan_at(
+        scenario, transfer, config.num_workers, config.num_aggregators, config.memory_mb
+    ).to_dict()
+    path.write_text(json.dumps(plan, indent=2) + "\n")
+    return plan
 
 
-# -- what the job measured ---------------------------------------------------------------------
-
-
-def measure_plan(
-    label: str,
-    point: FrontierPoint,
-    deadline_s: float,
+def run_plan(
+    config: Config,
+    plan_path: Path,
+    plan: dict[str, Any],
     *,
-    coeffs: Path,
     settings: Settings,
-    workdir: Path,
     store_url: str,
     index: int,
     log: list[dict[str, Any]],
-    min_memory_mb: int,
-    memory_step_mb: int,
-    vcpus: float,
 ) -> dict[str, Any]:
-    from fasdl.pricing import load_prices
-
-    plan_path = workdir / f"plan-{index}.json"
-    out, _ = fasdl(
-        [
-            "optimize",
-            "--coeffs",
-            str(coeffs),
-            "--epochs",
-            str(settings.epochs),
-            "--samples",
-            str(settings.samples),
-            "--deadline",
-            _exact(deadline_s),
-            "--min-memory",
-            str(min_memory_mb),
-            "--max-memory",
-            str(point.max_memory_mb),
-            "--memory-step",
-            str(memory_step_mb),
-            "--max-vcpus",
-            f"{vcpus:g}",
-            "--json",
-        ],
-        log=log,
-    )
-    plan_path.write_text(out)
-    plan = json.loads(out)
-    got = (plan["num_workers"], plan["pattern_k"], plan["memory"])
-    if got != point.config:
-        print(
-            f"warning: fasdl optimize chose W,K,M={got}, the frontier said {point.config}",
-            file=sys.stderr,
-        )
-    W, K, M = got
     job_id = f"predict-{time.strftime('%Y%m%d-%H%M%S')}-{index}"
-    background_cores = busy_cores()
+    background = busy_cores()
     load_before = load_avg()
-    out, cli_s = fasdl(
+    out = fasdl(
         [
             "train",
             "--plan",
@@ -271,79 +212,79 @@ def measure_plan(
     summary = json.loads(out)
     keys = Keys.for_job(JobConfig.from_dict(summary["config"]))
     logs = read_worker_logs(open_store(store_url), keys)
-
-    agg0 = iteration_stats(logs[0])
+    K = config.num_aggregators
+    rounds = round_timeline(open_store(store_url), keys, config.num_workers)
+    aggs = mean_stats([iteration_stats(logs[w]) for w in sorted(logs) if w < K])
     non_aggs = mean_stats([iteration_stats(logs[w]) for w in sorted(logs) if w >= K])
-    loop = loop_s(logs[0])  # aggregator 0's training loop: what the model predicts
-    measured = Measured(
-        loop_s=loop,
-        wall_s=summary["wall_time_s"],
-        cost_comparable_usd=comparable_cost_usd(
-            load_prices("aws"),
-            num_workers=W,
-            memory_mb=M,
-            loop_s=loop,
-            invocations=summary["invocations"],
-            storage_usd=summary["cost_usd"]["storage"],
-        ),
-        cost_billed_usd=summary["cost_usd"]["total"],
-    )
     b = plan["breakdown"]
-    predicted_iteration = dict(b["per_iteration_s"], iteration=b["iteration_s"])
     return {
-        "label": label,
-        "deadline_s": deadline_s,
+        "label": config.label,
         "job_id": job_id,
         "plan": {
-            "num_workers": W,
+            "num_workers": config.num_workers,
             "pattern_k": K,
-            "memory": M,
+            "memory": config.memory_mb,
+            "func_time": config.func_time_s,
             "batch_size_agg": plan["batch_size_agg"],
             "batch_size_wor": plan["batch_size_wor"],
             "global_batch": b["global_batch"],
-            "max_memory": point.max_memory_mb,
-            "vcpus": round(vcpus_for_memory(M) * W, 3),
+            "iterations": b["iterations"],
+            "vcpus": round(vcpus_for_memory(config.memory_mb) * config.num_workers, 3),
         },
         "predicted": {
-            "time_s": plan["predicted_time_s"],
-            "cost_usd": plan["predicted_cost_usd"],
-            "iterations": b["iterations"],
-            "per_iteration_s": predicted_iteration,
+            "per_iteration_s": dict(b["per_iteration_s"], iteration=b["iteration_s"]),
             "requests": b["requests"],
-            "cost_breakdown_usd": b["cost_usd"],
         },
+        "prediction": summary["prediction"],
         "measured": {
-            "loop_s": measured.loop_s,
-            "wall_s": measured.wall_s,
-            "cli_s": round(cli_s, 3),
-            "iterations": summary["iterations"],
-            "cost_comparable_usd": measured.cost_comparable_usd,
-            "cost_billed_usd": measured.cost_billed_usd,
-            "cost_usd": summary["cost_usd"],
-            "billed_gb_s": summary["billed_gb_s"],
-            "invocations": summary["invocations"],
+            "wall_s": summary["wall_time_s"],
+            "phases_s": summary.get("phases_s", {}),
+            "rounds": summary["rounds"],
             "requests": summary["requests"],
+            "cost_usd": summary["cost_usd"],
             "per_iteration_s": {
-                "aggregator_0": agg0.to_dict(),
+                "aggregators_mean": aggs.to_dict() if aggs else None,
                 "non_aggregators_mean": non_aggs.to_dict() if non_aggs else None,
             },
-            # How long aggregator 0 waits for the slowest worker's training per iteration.
-            "straggler_s": straggler_s(logs),
-            "startup_and_coordinator_s": measured.wall_s - measured.loop_s,
             "test_accuracy": summary["test_accuracy"],
-            "final_loss": summary["final_loss"],
+            "rounds_timeline": rounds,
         },
-        "accuracy": compare(
-            predicted_time_s=plan["predicted_time_s"],
-            predicted_cost_usd=plan["predicted_cost_usd"],
-            measured=measured,
-        ).to_dict(),
         "load_avg_1min": {"before": load_before, "after": load_after},
-        "background_busy_cores": background_cores,
+        "background_busy_cores": background,
     }
 
 
-# -- the report ---------------------------------------------------------------------------------
+def round_timeline(store: Any, keys: Keys, num_workers: int) -> list[dict[str, float]]:
+    """Per round, from the invocation records and worker 0's log of that round: seconds from the
+    round's first invocation to worker 0's first iteration (start-up and barrier), its loop, and
+    from its last iteration to the end of the round's last invocation."""
+    records = sorted(json.loads(store.get(keys.invocations())), key=lambda r: r["started_at"])
+    logs: dict[int, list[IterationLog]] = {}
+    for key in store.list(keys.logs()):
+        parsed = keys.parse_worker_log(key)
+        if parsed is not None and parsed[0] == 0:
+            lines = store.get(key).decode().splitlines()
+            logs[parsed[1]] = [IterationLog.from_dict(json.loads(x)) for x in lines if x.strip()]
+    out = []
+    for i, rnd in enumerate(sorted(logs)):
+        invs = records[i * num_workers : (i + 1) * num_workers]
+        its = logs[rnd]
+        if not invs or not its or its[0].end_s is None or its[-1].end_s is None:
+            continue
+        start = min(x["started_at"] for x in invs)
+        end = max(x["ended_at"] for x in invs)
+        loop_start = its[0].end_s - its[0].iteration_s
+        out.append(
+            {
+                "round": rnd,
+                "iterations": len(its),
+                "invocations_s": round(end - start, 3),
+                "start_to_loop_s": round(loop_start - start, 3),
+                "loop_s": round(its[-1].end_s - loop_start, 3),
+                "loop_end_to_end_s": round(end - its[-1].end_s, 3),
+            }
+        )
+    return out
 
 
 def _pct(x: float | None) -> str:
@@ -352,215 +293,113 @@ def _pct(x: float | None) -> str:
 
 def format_report(report: dict[str, Any]) -> str:
     s = report["settings"]
-    fit = report["fit"]
+    c = report["coeffs"]
     lines = [
-        f"{MODEL} on synthetic:{s['samples']}, {s['epochs']} epochs; local platform, file store; "
-        f"plans with W x M / {MB_PER_VCPU} <= {report['vcpus']:g} vCPUs",
-        f"fit: T_train R² {fit['train']['r2']:.4f}, LOO MAPE {fit['train']['loo_mape_pct']:.1f} %; "
-        f"T_trans R² {fit['trans']['r2']:.3f}; transfer: {fit['transfer_chosen']}; "
-        f"B = {report['batch_size_agg']} (γ 0.8)",
+        f"{MODEL} on synthetic:{s['samples']} (3x32x32), {s['epochs']} epochs; local platform, "
+        f"file store; W x M / {MB_PER_VCPU} <= 2 vCPUs; B = {report['batch_size_agg']} (γ {report['gamma']:.4f})",
+        f"coeffs: a {c['a']:.4g} b {c['b']:.4g} m {c['m']:.4g}; start-up {c['startup_fixed_s']:.3g} + "
+        f"{c['startup_cpu_s']:.3g}/vCPU s; cv {c['train_cv']:.3g} + {c['train_cv_cpu']:.3g}/vCPU; "
+        f"evaluation {1e3 * c['eval_s_per_sample']:.3g} ms/sample",
         "",
-        "                          plan                 predicted         measured: loop / wall, cost comparable / billed          accuracy: time loop / wall, cost cmp / billed",
-        f"{'run':<18} {'W':>2} {'K':>2} {'M':>5} {'B':>3} {'A':>3} {'I':>5}  {'time s':>7} {'cost $':>8}  "
-        f"{'loop s':>7} {'wall s':>7} {'cmp $':>8} {'billed $':>8}  {'t loop':>7} {'t wall':>7} {'$ cmp':>7} {'$ bill':>7}  load (busy)",
+        f"{'run':<8} {'W':>2} {'K':>2} {'M':>5} {'B':>3} {'A':>3} {'I':>5} {'rnds':>4}  "
+        f"{'time pred':>9} {'meas':>7} {'acc':>7}  {'cost pred $':>11} {'meas $':>9} {'acc':>7}  load (busy)",
     ]
     for r in report["runs"]:
         if "error" in r:
-            lines.append(f"{r['label']:<18} failed: {r['error'].splitlines()[0]}")
+            lines.append(f"{r['label']:<8} failed: {r['error'].splitlines()[0]}")
             continue
-        p, pr, me, ac = r["plan"], r["predicted"], r["measured"], r["accuracy"]
+        p, pr = r["plan"], r["prediction"]
+        rounds = pr["terms"].get("rounds", {})
         lines.append(
-            f"{r['label']:<18} {p['num_workers']:>2} {p['pattern_k']:>2} {p['memory']:>5} "
-            f"{p['batch_size_agg']:>3} {p['batch_size_wor']:>3} {me['iterations']:>5}  "
-            f"{pr['time_s']:>7.1f} {pr['cost_usd']:>8.5f}  {me['loop_s']:>7.1f} {me['wall_s']:>7.1f} "
-            f"{me['cost_comparable_usd']:>8.5f} {me['cost_billed_usd']:>8.5f}  "
-            f"{_pct(ac['time_loop']):>7} {_pct(ac['time_wall']):>7} {_pct(ac['cost_comparable']):>7} "
-            f"{_pct(ac['cost_billed']):>7}  {r['load_avg_1min']['before']}-{r['load_avg_1min']['after']}"
-            f" ({r.get('background_busy_cores')})"
+            f"{r['label']:<8} {p['num_workers']:>2} {p['pattern_k']:>2} {p['memory']:>5} "
+            f"{p['batch_size_agg']:>3} {p['batch_size_wor']:>3} {p['iterations']:>5} "
+            f"{rounds.get('predicted', 0):>2.0f}/{rounds.get('measured', 0):<1.0f}  "
+            f"{pr['time_s']:>9.1f} {pr['measured_time_s']:>7.1f} {_pct(pr['accuracy_time']):>7}  "
+            f"{pr['cost_usd']:>11.6f} {pr['measured_cost_usd']:>9.6f} {_pct(pr['accuracy_cost']):>7}  "
+            f"{r['load_avg_1min']['before']}-{r['load_avg_1min']['after']} ({r['background_busy_cores']})"
         )
+    lines += ["", "terms: predicted / measured (accuracy)"]
+    names: list[str] = []
+    for r in report["runs"]:
+        for n in r.get("prediction", {}).get("terms", {}):
+            if n not in names:
+                names.append(n)
+    for n in names:
+        cells = []
+        for r in report["runs"]:
+            t = r.get("prediction", {}).get("terms", {}).get(n)
+            cells.append(
+                f"{t['predicted']:>10.4g} / {t['measured']:<10.4g} ({_pct(t['accuracy']):>7})"
+                if t
+                else f"{'-':>34}"
+            )
+        lines.append(f"  {n:<14}" + "  ".join(cells))
     lines += [
         "",
-        "per iteration, ms (mean)  train  transf  upload  aggr.  downl.  other   total  | median total  p90",
+        "per iteration, ms      train  upload  aggr.  downl.  other  total  (predicted: the aggregators' critical path)",
     ]
     for r in report["runs"]:
         if "error" in r:
             continue
         pi = r["predicted"]["per_iteration_s"]
-        a0 = r["measured"]["per_iteration_s"]["aggregator_0"]
-        na = r["measured"]["per_iteration_s"]["non_aggregators_mean"]
         lines.append(
-            f"{r['label'][:10]:<10} predicted  {1e3 * pi['train']:>6.1f} {1e3 * pi['transform']:>7.2f} "
-            f"{1e3 * pi['upload']:>7.2f} {1e3 * pi['aggregate']:>6.2f} {1e3 * pi['download']:>7.2f} "
-            f"{'':>6} {1e3 * pi['iteration']:>7.1f}"
+            f"{r['label']:<8} predicted {1e3 * pi['train']:>6.1f} {1e3 * pi['upload']:>7.2f} "
+            f"{1e3 * pi['aggregate']:>6.2f} {1e3 * pi['download']:>7.2f} {1e3 * pi['transform']:>6.2f} "
+            f"{1e3 * pi['iteration']:>6.1f}"
         )
-        for name, d in (("aggr. 0", a0), ("non-aggr.", na)):
+        for name, d in r["measured"]["per_iteration_s"].items():
             if d is None:
                 continue
             lines.append(
-                f"{'':<10} {name:<10} {1e3 * d['train']:>6.1f} {'-':>7} {1e3 * d['upload']:>7.2f} "
+                f"{'':<8} {name.split('_')[0][:9]:<9} {1e3 * d['train']:>6.1f} {1e3 * d['upload']:>7.2f} "
                 f"{1e3 * d['aggregate']:>6.2f} {1e3 * d['download']:>7.2f} {1e3 * d['other']:>6.2f} "
-                f"{1e3 * d['iteration']:>7.1f}  | {1e3 * d['median_iteration']:>7.1f} {1e3 * d['p90_iteration']:>7.1f}"
+                f"{1e3 * d['iteration']:>6.1f}"
             )
     lines += [
         "",
-        "measured - predicted, ms per iteration (aggregator 0); straggler = mean over iterations of",
-        "max(train of any worker) - its own; start-up = wall - loop",
-        f"{'run':<18} {'total':>6} {'train':>7} {'aggr.':>6} {'up+down+other':>14} {'straggler':>10}",
-    ]
-    for r in report["runs"]:
-        if "error" in r:
-            continue
-        pi = r["predicted"]["per_iteration_s"]
-        me = r["measured"]
-        a0 = me["per_iteration_s"]["aggregator_0"]
-        rest = (
-            a0["upload"]
-            + a0["download"]
-            + a0["other"]
-            - pi["upload"]
-            - pi["download"]
-            - pi["transform"]
-        )
-        lines.append(
-            f"{r['label'][:18]:<18} {1e3 * (a0['iteration'] - pi['iteration']):>+6.1f} "
-            f"{1e3 * (a0['train'] - pi['train']):>+7.1f} "
-            f"{1e3 * (a0['aggregate'] - pi['aggregate']):>+6.1f} {1e3 * rest:>+14.2f} "
-            f"{1e3 * me['straggler_s']:>10.1f}   start-up {me['startup_and_coordinator_s']:.1f} s"
-        )
-    lines += [
-        "",
-        "requests     predicted PUT/GET/DELETE      measured PUT/GET/DELETE/LIST/HEAD   (measured includes polling and the coordinator)",
+        "requests   predicted PUT/GET/LIST/DELETE        measured PUT/GET/LIST/DELETE/HEAD",
     ]
     for r in report["runs"]:
         if "error" in r:
             continue
         pq, mq = r["predicted"]["requests"], r["measured"]["requests"]
         lines.append(
-            f"{r['label'][:18]:<18} {pq.get('PUT', 0):>7,} {pq.get('GET', 0):>7,} {pq.get('DELETE', 0):>6,}"
-            f"      {mq.get('PUT', 0):>7,} {mq.get('GET', 0):>7,} {mq.get('DELETE', 0):>6,} "
-            f"{mq.get('LIST', 0):>5,} {mq.get('HEAD', 0):>5,}"
+            f"{r['label']:<8} {pq['PUT']:>8,.0f} {pq['GET']:>8,.0f} {pq['LIST']:>5,.0f} {pq['DELETE']:>6,.0f}"
+            f"      {mq.get('PUT', 0):>8,} {mq.get('GET', 0):>8,} {mq.get('LIST', 0):>5,} "
+            f"{mq.get('DELETE', 0):>6,} {mq.get('HEAD', 0):>5,}"
         )
     lines += [
         "",
-        "loop = aggregator 0's training loop (sum of iteration_s in its logs), the figure the model "
-        "predicts; wall = the job's wall time (start-up, barrier, evaluation included).",
+        "time = the coordinator's wall time + the final evaluation; cost = billed (whole billed "
+        "durations of every invocation, invocations, every store request).",
+        "startup (measured) = time - loop - checkpoint - evaluation: the functions' start, the "
+        "barrier, the coordinator's partitions and bookkeeping.",
         "load = 1-min load average before-after the job (it counts the job's own functions); busy = "
         "cores other processes kept busy just before it.",
-        "cost cmp = W·M·loop at the GB-s price + invocations + all store requests; billed = the job's "
-        "cost (whole billed durations).",
         f"{report['cpu_count']} cores; load average {report['load_avg_1min']['start']} at the start, "
         f"{report['load_avg_1min']['end']} at the end; {report['wall_s']:.0f} s in all",
     ]
     return "\n".join(lines)
 
 
-def write_results(report: dict[str, Any], stem: str) -> tuple[Path, Path]:
-    RESULTS.mkdir(exist_ok=True)
-    jpath, cpath = RESULTS / f"{stem}.json", RESULTS / f"{stem}.csv"
-    jpath.write_text(json.dumps(report, indent=2) + "\n")
-    fields = [
-        "label",
-        "num_workers",
-        "pattern_k",
-        "memory",
-        "batch_size_agg",
-        "batch_size_wor",
-        "deadline_s",
-        "predicted_time_s",
-        "predicted_cost_usd",
-        "iterations",
-        "loop_s",
-        "wall_s",
-        "cost_comparable_usd",
-        "cost_billed_usd",
-        "acc_time_loop",
-        "acc_time_wall",
-        "acc_cost_comparable",
-        "acc_cost_billed",
-        "load_before",
-        "load_after",
-        "background_busy_cores",
-    ]
-    with cpath.open("w", newline="") as f:
-        out = csv.DictWriter(f, fieldnames=fields)
-        out.writeheader()
-        for r in report["runs"]:
-            if "error" in r:
-                continue
-            p, pr, me, ac = r["plan"], r["predicted"], r["measured"], r["accuracy"]
-            out.writerow(
-                {
-                    "label": r["label"],
-                    **{k: p[k] for k in fields[1:6]},
-                    "deadline_s": r["deadline_s"],
-                    "predicted_time_s": pr["time_s"],
-                    "predicted_cost_usd": pr["cost_usd"],
-                    "iterations": me["iterations"],
-                    "loop_s": me["loop_s"],
-                    "wall_s": me["wall_s"],
-                    "cost_comparable_usd": me["cost_comparable_usd"],
-                    "cost_billed_usd": me["cost_billed_usd"],
-                    "acc_time_loop": ac["time_loop"],
-                    "acc_time_wall": ac["time_wall"],
-                    "acc_cost_comparable": ac["cost_comparable"],
-                    "acc_cost_billed": ac["cost_billed"],
-                    "load_before": r["load_avg_1min"]["before"],
-                    "load_after": r["load_avg_1min"]["after"],
-                    "background_busy_cores": r.get("background_busy_cores"),
-                }
-            )
-    return jpath, cpath
-
-
-# -- main ---------------------------------------------------------------------------------------
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="a small profile and job (smoke run)")
+    parser.add_argument("--quick", action="store_true", help="a small profile and jobs (smoke run)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     parser.add_argument(
-        "--vcpus",
-        type=float,
-        default=float(os.cpu_count() or 2),
-        help="CPU the functions of one plan may use at once, W x M / 1769 (default: the cores)",
+        "--samples", type=int, help="training samples (default 10000, --quick 3000)"
     )
+    parser.add_argument("--epochs", type=int, help="epochs (default 4, --quick 2)")
     parser.add_argument(
-        "--small-memory",
-        type=int,
-        default=885,
-        metavar="MB",
-        help="memory cap of the third run when the frontier has fewer than 3 plans (default 885)",
+        "--coeffs", type=Path, metavar="JSON", help="reuse these coefficients (skip the profile)"
     )
-    parser.add_argument(
-        "--memory-step",
-        type=int,
-        default=64,
-        metavar="MB",
-        help="optimizer memory step (default 64)",
-    )
-    parser.add_argument(
-        "--max-run-s",
-        type=float,
-        default=120,
-        metavar="S",
-        help="only plans predicted to train within S seconds (default 120), to bound the run",
-    )
-    parser.add_argument("--samples", type=int, help="training samples (default 4000, --quick 1000)")
-    parser.add_argument("--epochs", type=int, help="epochs (default 10, --quick 2)")
-    parser.add_argument(
-        "--profile", type=Path, metavar="CSV", help="reuse this profile (with --transfer)"
-    )
-    parser.add_argument("--transfer", type=Path, metavar="CSV", help="reuse this transfer profile")
     parser.add_argument(
         "--workdir", type=Path, help="profile, coeffs, plans and the store (default: a temp dir)"
     )
     parser.add_argument("--no-save", action="store_true", help="do not write benchmarks/results/")
     args = parser.parse_args(argv)
-    if (args.profile is None) != (args.transfer is None):
-        parser.error("--profile and --transfer go together")
     base = QUICK if args.quick else FULL
     settings = Settings(
         **{
@@ -575,136 +414,99 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     load_start = load_avg()
     log: list[dict[str, Any]] = []
-    min_memory_mb = min(settings.memory_mb)
-    max_memory_mb = max(settings.memory_mb)
 
-    profile, transfer = args.profile, args.transfer
-    if profile is None:
+    coeffs = args.coeffs
+    if coeffs is None:
         profile, transfer = workdir / "profile.csv", workdir / "transfer.csv"
         for p in (profile, transfer):
             p.unlink(missing_ok=True)
         fasdl(
             [
-                "profile",
-                "--model",
-                MODEL,
-                "--dataset",
-                f"synthetic:{settings.samples}",
-                "--memory",
-                ",".join(map(str, settings.memory_mb)),
-                "--batch",
-                ",".join(map(str, settings.batch_sizes)),
-                "--iterations",
-                str(settings.iterations),
-                "--sample-s",
-                f"{settings.sample_s:g}",
-                "--store",
-                store_url,
-                "--out",
-                str(profile),
-                "--storage",
-                "--storage-out",
-                str(transfer),
-                "--sizes",
-                ",".join(f"{s:g}" for s in settings.sizes_mb),
-                "--storage-repeats",
-                str(settings.storage_repeats),
-                "--no-progress",
+                "profile", "--model", MODEL, "--dataset", f"synthetic:{settings.samples}",
+                "--memory", ",".join(map(str, settings.memory_mb)),
+                "--batch", ",".join(map(str, settings.batch_sizes)),
+                "--iterations", str(settings.iterations), "--sample-s", f"{settings.sample_s:g}",
+                "--store", store_url, "--out", str(profile),
+                "--storage", "--storage-out", str(transfer),
+                "--sizes", ",".join(f"{s:g}" for s in settings.sizes_mb),
+                "--storage-repeats", str(settings.storage_repeats), "--no-progress",
             ],
             log=log,
+        )  # fmt: skip
+        coeffs = workdir / "coeffs.json"
+        fasdl(
+            ["fit", str(profile), "--transfer", str(transfer), "--out", str(coeffs), "--json"],
+            log=log,
         )
-    else:
-        min_memory_mb = min(int(r["memory_mb"]) for r in csv.DictReader(profile.open()))
-        max_memory_mb = max(int(r["memory_mb"]) for r in csv.DictReader(profile.open()))
-    coeffs = workdir / "coeffs.json"
-    out, _ = fasdl(
-        ["fit", str(profile), "--transfer", str(transfer), "--out", str(coeffs), "--json"], log=log
-    )
-    fit = json.loads(out)
-
-    frontier_args = dict(
-        samples=settings.samples,
-        epochs=settings.epochs,
-        vcpus=args.vcpus,
-        min_memory_mb=min_memory_mb,
-        memory_step_mb=args.memory_step,
-    )
-    full = constrained_frontier(coeffs, max_memory_mb=max_memory_mb, **frontier_args)
-    small = None
-    if len(full) < 3 and args.small_memory >= min_memory_mb:
-        small = constrained_frontier(
-            coeffs, max_memory_mb=min(args.small_memory, max_memory_mb), **frontier_args
-        )
-    if not full:
-        raise StepFailed("no plan fits the vCPU budget: lower --min-memory or raise --vcpus")
-    runs = choose_runs(full, small, small_memory_mb=args.small_memory, max_run_s=args.max_run_s)
-    if not runs:
-        raise StepFailed(
-            f"the fastest plan is predicted to take {full[0].time_s:.0f} s, over --max-run-s "
-            f"{args.max_run_s:g}: lower --samples or --epochs"
-        )
-
-    results = []
-    for i, run in enumerate(runs):
-        label, point, deadline_s = run.label, run.point, run.deadline_s
-        try:
-            results.append(
-                measure_plan(
-                    label,
-                    point,
-                    deadline_s,
-                    coeffs=coeffs,
-                    settings=settings,
-                    workdir=workdir,
-                    store_url=store_url,
-                    index=i,
-                    log=log,
-                    min_memory_mb=min_memory_mb,
-                    memory_step_mb=args.memory_step,
-                    vcpus=args.vcpus,
-                )
-            )
-        except (StepFailed, subprocess.TimeoutExpired, KeyError, ValueError) as e:
-            print(f"{label}: {e}", file=sys.stderr)
-            results.append({"label": label, "deadline_s": deadline_s, "error": str(e)})
 
     from fasdl.optimizer import batch_size_agg
     from fasdl.perf.coefficients import read_coefficients
 
     c = read_coefficients(coeffs)
+    # γ such that B = BATCH: B/(B + b) = γ (a hair above, for the float rounding of the ceil)
+    gamma = BATCH / (BATCH + c.b) - 1e-12 if c.b > 0 else 0.8
+    results = []
+    for i, config in enumerate(CONFIGS):
+        plan_path = workdir / f"plan-{config.label}.json"
+        try:
+            plan = write_plan(coeffs, config, settings, gamma, plan_path)
+            results.append(
+                run_plan(
+                    config,
+                    plan_path,
+                    plan,
+                    settings=settings,
+                    store_url=store_url,
+                    index=i,
+                    log=log,
+                )
+            )
+        except (StepFailed, subprocess.TimeoutExpired, KeyError, ValueError) as e:
+            print(f"{config.label}: {e}", file=sys.stderr)
+            results.append({"label": config.label, "error": str(e)})
+
     report = {
         "command": "python benchmarks/predict.py "
         + shlex.join(argv if argv is not None else sys.argv[1:]),
         "quick": args.quick,
         "settings": settings.__dict__,
-        "vcpus": args.vcpus,
-        "max_run_s": args.max_run_s,
+        "configs": [cfg.__dict__ for cfg in CONFIGS],
         "cpu_count": os.cpu_count(),
         "workdir": str(workdir),
-        "coeffs": {k: getattr(c, k) for k in ("a", "b", "m", "k1", "k2", "model_size_mb")},
-        "batch_size_agg": batch_size_agg(c.b, 0.8),
-        "fit": {
-            "train": fit["train"],
-            "trans": fit["trans"],
-            "transfer": fit.get("transfer"),
-            "transfer_chosen": (fit.get("transfer") or {}).get("chosen"),
-            "warnings": fit.get("warnings", []),
+        "coeffs": {
+            k: getattr(c, k) or 0.0
+            for k in (
+                "a",
+                "b",
+                "m",
+                "k1",
+                "k2",
+                "model_size_mb",
+                "startup_fixed_s",
+                "startup_cpu_s",
+                "train_cv",
+                "train_cv_cpu",
+                "eval_s_per_sample",
+            )
         },
-        "frontier": [asdict(p) for p in full],
-        "frontier_small_memory": [asdict(p) for p in small] if small else None,
+        "gamma": gamma,
+        "batch_size_agg": batch_size_agg(c.b, gamma),
         "runs": results,
         "commands": log,
         "load_avg_1min": {"start": load_start, "end": load_avg()},
         "wall_s": round(time.monotonic() - started, 1),
     }
+    text = format_report(report)
     if not args.no_save:
+        RESULTS.mkdir(exist_ok=True)
         stem = f"predict-{'quick-' if args.quick else ''}{time.strftime('%Y%m%d-%H%M%S')}"
-        paths = write_results(report, stem)
-        report["saved"] = [str(p) for p in paths]
+        (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+        (RESULTS / f"{stem}.txt").write_text(text + "\n")
+        report["saved"] = [str(RESULTS / f"{stem}.json"), str(RESULTS / f"{stem}.txt")]
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(format_report(report))
+        print(text)
         if "saved" in report:
             print("saved " + ", ".join(report["saved"]))
     return 1 if any("error" in r for r in results) else 0

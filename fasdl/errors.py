@@ -150,6 +150,11 @@ class CommunicationTimeout(WaitTimeout):
     """A worker gave up waiting for a peer's piece: names the worker, iteration and chunk."""
 
 
+class WireRangeError(FasdlError):
+    """A value the wire format cannot carry: fp16 overflows beyond ±65504, int8 cannot scale an
+    infinity or a NaN (a model that diverged)."""
+
+
 # -- functions and jobs -------------------------------------------------------------------------
 class _FailedInvocation(Protocol):
     request_id: str
@@ -210,3 +215,7 @@ class NoPlan(PlanInfeasible):
 class SeaweedError(FasdlError):
     """SeaweedFS (the test S3 server) could not be found or started; the message carries weed's
     log tail."""
+
+
+class BrowserError(FasdlError):
+    """Headless Chromium (the report tests' browser) could not be found, started or answered."""

@@ -24,6 +24,19 @@ import torch, fasdl
 assert torch.version.cuda is None, f"torch {torch.__version__} is a CUDA build"
 print(f"fasdl ready: torch {torch.__version__}, {torch.get_num_threads()} threads")
 '
+# Chromium, in which the tests open a job's report.html (tests/integration/test_reports.py):
+# installed when we are root on a Debian-like system, otherwise the way to install it is shown.
+if ! command -v chromium >/dev/null 2>&1 && [ -z "${FASDL_CHROMIUM:-}" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing Chromium (apt-get install chromium) for the report tests"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq --no-install-recommends chromium >/dev/null
+    else
+        echo "Chromium is missing: the report tests need it. Install it with" >&2
+        echo "  sudo apt-get install -y --no-install-recommends chromium   (Debian, Ubuntu)" >&2
+        echo "or set FASDL_CHROMIUM to a Chromium or Chrome binary." >&2
+    fi
+fi
 # The Makefile's targets depend on this file: it is newer than pyproject.toml and
 # constraints.txt once they are installed, so `make test` sets up again only when they change.
 touch "$VENV/bin/fasdl"

@@ -131,6 +131,18 @@ def format_report(report: FitReport, out: str, plot: str | None) -> str:
         lines.append(
             f"         {c.max_memory_mb} MB: the largest profiled (above it the fit extrapolates)"
         )
+    if c.startup_cpu_s is not None or c.startup_fixed_s is not None:
+        lines += [
+            "job      start-up = fixed + cpu/vCPUs(M); spread of one iteration = cv + cv_cpu/vCPUs(M)",
+            f"         fixed = {c.startup_fixed_s or 0:.3g} s   cpu = {c.startup_cpu_s or 0:.3g} s   "
+            f"cv = {c.train_cv or 0:.3g}   cv_cpu = {c.train_cv_cpu or 0:.3g}   "
+            f"evaluation {1e3 * (c.eval_s_per_sample or 0):.3g} ms/sample",
+        ]
+    else:
+        lines.append(
+            "job      no start-up times in this profile (written before fasdl profile measured "
+            "them): the optimizer predicts the training loop only; profile again for the whole job"
+        )
     if report.transfer is not None:
         t = report.transfer
         kept = (

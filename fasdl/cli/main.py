@@ -23,7 +23,19 @@ from fasdl import __version__
 from fasdl.cli.platform_flags import apply_platform_flags
 from fasdl.errors import FasdlError, InvalidInput, PlanInfeasible
 
-SUBCOMMANDS = ["demo", "train", "resume", "profile", "fit", "optimize", "smoke", "aws"]
+SUBCOMMANDS = [
+    "demo",
+    "train",
+    "resume",
+    "status",
+    "report",
+    "runs",
+    "profile",
+    "fit",
+    "optimize",
+    "smoke",
+    "aws",
+]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from fasdl.optimizer.grid import DEFAULT_MEMORY_STEP_MB
     from fasdl.optimizer.model import DEFAULT_GAMMA, DEFAULT_MAX_GLOBAL_BATCH
     from fasdl.optimizer.search import DEFAULT_MAX_WORKERS
+    from fasdl.perf.transfer import WIRES
 
     p = sub.add_parser(
         "optimize",
@@ -36,6 +37,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--epochs", required=True, type=int, metavar="E")
     p.add_argument(
         "--samples", required=True, type=int, metavar="D", help="training samples (CIFAR-10: 50000)"
+    )
+    p.add_argument(
+        "--test-samples",
+        type=int,
+        default=0,
+        metavar="N",
+        help="test samples of the final evaluation (CIFAR-10: 10000; synthetic:D has D/5), "
+        "priced with coeffs' eval_s_per_sample (default 0: no evaluation)",
     )
     p.add_argument(
         "--deadline", type=float, metavar="SECONDS", help="time constraint (with --objective cost)"
@@ -122,6 +131,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="function architecture, for its GB-second price",
     )
     p.add_argument(
+        "--wire",
+        choices=WIRES,
+        default="fp32",
+        help="the wire format the plan is for (`fasdl train --wire`): fp16/bf16 halve the bytes "
+        "each transfer moves, int8 about quarters them; the plan carries it",
+    )
+    p.add_argument(
         "--heuristic",
         choices=["improved", "paper"],
         default=None,
@@ -181,10 +197,12 @@ def run(args: argparse.Namespace) -> int:
         prices=prices,
         samples=args.samples,
         epochs=args.epochs,
+        test_samples=args.test_samples,
         max_global_batch=args.max_global_batch,
         gamma=args.gamma,
         func_time_s=args.func_time,
         max_vcpus=args.max_vcpus,
+        wire=args.wire,
     )
     min_memory = (
         args.min_memory
@@ -251,10 +269,12 @@ def format_plan(d: dict[str, Any]) -> str:
         f"  memory          {d['memory']}",
         f"  batch_size_wor  {d['batch_size_wor']}",
         f"  pattern_k       {d['pattern_k']}",
+        f"  wire            {d.get('wire', 'fp32')}",
         f"Predicted for {d['epochs']} epoch(s) of {d['samples']:,} samples: {_hours(d['predicted_time_s'])}, ${d['predicted_cost_usd']:,.4f}",
         f"  {b['iterations']:,} iterations of {b['iteration_s']:.2f} s, global batch {b['global_batch']}, "
         f"{b['invocations_per_worker']} invocation(s) per worker",
         "  per iteration: " + ", ".join(f"{k} {v:.3f} s" for k, v in per.items()),
+        "  whole job: " + ", ".join(f"{k} {v:,.1f} s" for k, v in b.get("job_s", {}).items()),
         f"  cost: functions ${cost['functions']:,.4f} ({b['gb_seconds']:,.0f} GB-s) + invocations ${cost['invocations']:,.4f}"
         f" + store ${cost['store']:,.4f} ({', '.join(f'{k} {v:,}' for k, v in req.items() if v)})",
         f"The synchronous baselines at the same num_workers={d['num_workers']}, memory={d['memory']}"

@@ -39,14 +39,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "profile",
         help="time a model on the function platform at several memory and batch sizes",
         description="Profile a model on the function platform: one invocation per (memory, batch size) "
-        "pair; training and transformation time, peak memory and billed time, written as each pair finishes.",
+        "pair; training and transformation time, peak memory and billed time, the function's start-up and "
+        "the spread of single iterations (for the whole job's prediction), written as each pair finishes.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--model",
         required=True,
-        help="resnet18 resnet34 resnet50 resnet101 mobilenetv2 vgg11 vgg16 cnn mlp, or module:function",
+        help="resnet8 resnet18 resnet34 resnet50 resnet101 mobilenetv2 vgg11 vgg16 cnn mlp, or module:function",
     )
     p.add_argument(
         "--memory",

@@ -7,12 +7,12 @@ import contextlib
 import json
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fasdl.cli.platform_flags import add_platform_flags
-from fasdl.errors import InvalidInput, OverlappingPrefixes
+from fasdl.errors import InvalidInput, JobFailed, OverlappingPrefixes
 from fasdl.kreduce.config import (
     ARCHES,
     MERGES,
@@ -23,6 +23,7 @@ from fasdl.kreduce.config import (
     is_seed_payload,
     read_job_file,
 )
+from fasdl.perf.transfer import WIRES
 
 if TYPE_CHECKING:
     from fasdl.kreduce.coordinator import JobSummary, ProgressUpdate
@@ -50,6 +51,7 @@ FLAG_FIELDS = {
     "comm_timeout": "comm_timeout_s",
     "checkpoint_every": "max_iterations_per_invocation",
     "retries": "retries",
+    "wire": "wire",
 }
 
 
@@ -57,7 +59,7 @@ def add_job_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("job (flags override --payload/--plan)")
     g.add_argument(
         "--model",
-        help="resnet18 resnet34 resnet50 resnet101 mobilenetv2 vgg11 vgg16 cnn mlp, or module:function",
+        help="resnet8 resnet18 resnet34 resnet50 resnet101 mobilenetv2 vgg11 vgg16 cnn mlp, or module:function",
     )
     g.add_argument(
         "--dataset", help="cifar10:PATH (directory or store URL), synthetic[:N] or digits"
@@ -83,6 +85,12 @@ def add_job_flags(p: argparse.ArgumentParser) -> None:
         help="how the aggregators average the workers' models: mean (equal weights, the "
         "default, as the original FasDL; measured better in docs/kreduce.md) or batch (weighted "
         "by batch size)",
+    )
+    g.add_argument(
+        "--wire",
+        choices=WIRES,
+        help="how the model travels through the store: fp32 (exact, the default), fp16 or bf16 "
+        "(half the bytes), int8 (a quarter, with error feedback); see docs/kreduce.md",
     )
     g.add_argument("--memory", type=int, help="function memory in MB, 128-10240 (memory)")
     g.add_argument(
@@ -148,6 +156,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--plan", metavar="FILE", help="the JSON plan of `fasdl optimize --json`")
     add_job_flags(p)
+    p.add_argument(
+        "--tensorboard",
+        metavar="DIR",
+        help="also write the run's scalars (loss, seconds per phase, accuracy, cost) as "
+        "TensorBoard event files under DIR/JOB_ID (needs the tensorboard package)",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     # JobConfig's field -> the flag's dest, so that errors name the flag (see main.py)
@@ -226,12 +240,40 @@ def run(args: argparse.Namespace) -> int:
     files = _job_files(args)
     with named_as_in_files(files, _flag_overrides(args)):  # also the errors found with the data
         cfg = _config(files, args, {})
-        return run_and_report(cfg, as_json=args.json, show_progress=not args.no_progress)
+        if args.tensorboard is not None:
+            from fasdl.reports.tensorboard import summary_writer_class
+
+            summary_writer_class()  # the package is there, before the job starts
+        plan = next((d for source, d in files if source == args.plan), None) if args.plan else None
+        return run_and_report(
+            cfg,
+            as_json=args.json,
+            show_progress=not args.no_progress,
+            tensorboard=args.tensorboard,
+            plan=plan,
+        )
 
 
-def run_and_report(cfg: JobConfig, *, as_json: bool, show_progress: bool) -> int:
-    """Run the job with a progress bar, then print its summary (as one JSON object with ``as_json``)."""
+def run_and_report(
+    cfg: JobConfig,
+    *,
+    as_json: bool,
+    show_progress: bool,
+    tensorboard: str | None = None,
+    plan: Mapping[str, Any] | None = None,
+) -> int:
+    """Run the job with a progress bar, then print its summary (as one JSON object with ``as_json``).
+
+    With the ``plan`` it ran (``fasdl optimize --json``), the plan's predicted time and cost are
+    set against the measured ones, term by term, printed and stored (``Keys.prediction()``)."""
     from fasdl.kreduce.coordinator import run_job
+
+    check = None
+    if plan is not None and "predicted_time_s" in plan:
+        the_plan = plan
+
+        def check(summary: JobSummary) -> dict[str, Any]:
+            return check_plan(summary, the_plan)
 
     return drive_and_report(
         lambda progress: run_job(cfg, progress=progress),
@@ -239,7 +281,41 @@ def run_and_report(cfg: JobConfig, *, as_json: bool, show_progress: bool) -> int
         store=cfg.store,
         as_json=as_json,
         show_progress=show_progress,
+        tensorboard=tensorboard,
+        check=check,
     )
+
+
+def check_plan(summary: JobSummary, plan: Mapping[str, Any]) -> dict[str, Any]:
+    """The plan's prediction against the finished job, written to ``output/<job>/prediction.json``
+    and returned (``PredictionCheck.to_dict``)."""
+    from fasdl.kreduce.keys import Keys
+    from fasdl.kreduce.logs import loop_s, read_worker_logs, straggler_s
+    from fasdl.optimizer.accuracy import JobMeasurement, check_prediction
+    from fasdl.store import open_store
+
+    cfg = JobConfig.from_dict(summary.config)
+    store = open_store(cfg.store)
+    keys = Keys.for_job(cfg)
+    logs = read_worker_logs(store, keys)
+    phases = summary.phases_s
+    evaluation = float(phases.get("evaluation", 0.0))
+    measured = JobMeasurement(
+        # the coordinator's wall time ends before the final evaluation, which the user waits for
+        time_s=summary.wall_time_s + evaluation,
+        cost_usd=summary.cost_usd["total"],
+        loop_s=loop_s(logs[0]) if 0 in logs else 0.0,
+        straggler_s=straggler_s(logs) * summary.iterations if 0 in logs else 0.0,
+        checkpoint_s=float(phases.get("checkpoint", 0.0)),
+        evaluation_s=evaluation,
+        rounds=summary.rounds,
+        functions_usd=summary.cost_usd["functions"],
+        store_usd=summary.cost_usd["storage"],
+        requests=summary.requests,
+    )
+    result = check_prediction(plan, measured).to_dict()
+    store.put(keys.prediction(), json.dumps(result, indent=2).encode())
+    return result
 
 
 def drive_and_report(
@@ -249,8 +325,11 @@ def drive_and_report(
     store: str,
     as_json: bool,
     show_progress: bool,
+    tensorboard: str | None = None,
+    check: Callable[[JobSummary], dict[str, Any]] | None = None,
 ) -> int:
-    """Run ``start(progress)`` (a new or a resumed job) with a progress bar and print the summary.
+    """Run ``start(progress)`` (a new or a resumed job) with a progress bar, write its report into
+    the store (and TensorBoard's event files into ``tensorboard``) and print the summary.
 
     Ctrl-C or SIGTERM stops the workers and keeps the checkpoints; the message says how to go on.
     """
@@ -258,6 +337,9 @@ def drive_and_report(
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         summary = run_with_progress(start, job_id=job_id, show=show_progress)
+    except JobFailed:  # out of retries: the report shows where and why (its timeline)
+        _write_failed_report(job_id, store)
+        raise
     except KeyboardInterrupt:
         print(
             f"fasdl: job {job_id} interrupted; its checkpoints are kept. Continue it with\n"
@@ -267,11 +349,73 @@ def drive_and_report(
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+    # The plan's prediction against the run first: the report shows prediction.json.
+    prediction = check(summary) if check is not None else None
+    extra = _write_views(job_id, store, tensorboard)
     if as_json:
-        print(json.dumps(summary.to_dict()))
+        out = {**summary.to_dict(), **extra}
+        if prediction is not None:
+            out["prediction"] = prediction
+        print(json.dumps(out))
     else:
         print_summary(summary)
+        if prediction is not None:
+            print_prediction(prediction)
+        for what, where in extra.items():
+            print(f"  {what:<15} {where}")
     return 0
+
+
+def print_prediction(prediction: Mapping[str, Any]) -> None:
+    """The plan's prediction next to the measurement (``check_plan``'s dict), term by term."""
+
+    def pct(x: float | None) -> str:
+        return f"{100 * x:.1f} %" if x is not None else "n/a"
+
+    p = prediction
+    lines = [
+        f"  predicted       {p['time_s']:.1f} s, ${p['cost_usd']:.6f}; measured "
+        f"{p['measured_time_s']:.1f} s, ${p['measured_cost_usd']:.6f}; accuracy time "
+        f"{pct(p['accuracy_time'])}, cost {pct(p['accuracy_cost'])}",
+        f"    {'term':<14} {'predicted':>12} {'measured':>12} {'accuracy':>9}",
+    ]
+    for name, t in p["terms"].items():
+        lines.append(
+            f"    {name:<14} {t['predicted']:>12.6g} {t['measured']:>12.6g} {pct(t['accuracy']):>9}"
+        )
+    print("\n".join(lines))
+
+
+def _write_failed_report(job_id: str, store_url: str) -> None:
+    from fasdl.reports import make_report
+    from fasdl.store import open_store
+
+    try:
+        where = make_report(open_store(store_url), job_id)
+    except Exception as e:  # the job's failure is the news; its report is a view of it
+        print(f"fasdl: warning: could not write the report of job {job_id}: {e}", file=sys.stderr)
+    else:
+        print(f"fasdl: the report of job {job_id}: {where}", file=sys.stderr)
+
+
+def _write_views(job_id: str, store_url: str, tensorboard: str | None) -> dict[str, str]:
+    """The finished job's report.html in its store (``report``), and its TensorBoard event files
+    (``tensorboard``) when asked: where they are. The job has succeeded by now, so a report that
+    cannot be written is a warning (``fasdl report`` tries again), not a failure."""
+    from fasdl.reports import make_report, read_run
+    from fasdl.reports.tensorboard import write_tensorboard
+    from fasdl.store import open_store
+
+    out: dict[str, str] = {}
+    store = open_store(store_url)
+    try:
+        out["report"] = make_report(store, job_id)
+    except Exception as e:  # the job is done; its report is a view of it
+        print(f"fasdl: warning: could not write the report of job {job_id}: {e}", file=sys.stderr)
+        out["report"] = f"not written ({e}); try `fasdl report {job_id} --store {store_url}`"
+    if tensorboard is not None:
+        out["tensorboard"] = str(write_tensorboard(read_run(store, job_id), tensorboard))
+    return out
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -325,7 +469,8 @@ def print_summary(s: JobSummary) -> None:
         f"  iterations      {s.iterations} ({s.iterations_per_epoch}/epoch, {s.rounds} invocation round(s), {s.invocations} invocations)",
         f"  wall time       {s.wall_time_s:.1f} s",
         f"  training        SGD lr {c['lr']:g}, momentum {c['momentum']:g}, merge {c['merge']}"
-        + (", synchronous" if c["pattern"] != "kreduce" else ""),
+        + (", synchronous" if c["pattern"] != "kreduce" else "")
+        + f", wire {c.get('wire', 'fp32')}",
         f"  train / comm    {s.train_time_s:.1f} s / {s.comm_time_s:.1f} s per worker",
         f"  billed          {s.billed_gb_s:.2f} GB-s",
         f"  requests        {req}",

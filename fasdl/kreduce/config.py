@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fasdl.errors import InvalidInput, OverlappingPrefixes
+from fasdl.perf.transfer import WIRES
 from fasdl.platform.limits import check_memory_mb, check_timeout_s
 from fasdl.validate import finite_number, positive_number, whole_number
 
@@ -64,6 +65,7 @@ _TEXT_FIELDS = (
     "pattern",
     "merge",
     "arch",
+    "wire",
     "store",
     "platform",
     "job_id",
@@ -116,6 +118,9 @@ class JobConfig:
     arch: str = "x86"  # the functions' architecture, for their GB-second price (x86 or arm64)
     retries: int = 3  # failed rounds retried per job, each from the last checkpoint set
     max_iterations_per_invocation: int = 0  # 0: as many as func_time_s allows
+    # How the model travels through the store: fp32 (exact), fp16, bf16 or int8 with error
+    # feedback (``fasdl.training.wire``; docs/kreduce.md, "Wire formats").
+    wire: str = "fp32"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -138,6 +143,10 @@ class JobConfig:
         if self.merge not in MERGES:
             raise InvalidInput(
                 "merge", f"unknown merge {self.merge!r}", f"known: {', '.join(MERGES)}"
+            )
+        if self.wire not in WIRES:
+            raise InvalidInput(
+                "wire", f"unknown wire format {self.wire!r}", f"known: {', '.join(WIRES)}"
             )
         whole_number(self.num_workers, "num_workers", minimum=1, fix="use at least one worker")
         whole_number(

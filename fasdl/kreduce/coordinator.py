@@ -17,7 +17,7 @@ import pickle
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -79,9 +79,28 @@ class JobSummary:
     samples: int
     outputs: dict[str, str]
     retries: list[dict[str, Any]] = field(default_factory=list)  # one per failed attempt
+    # Seconds of the job's phases beside the training loop: "evaluation" (the final model on the
+    # test set, here), "checkpoint" (worker 0 writing its checkpoints, all rounds) and "setup"
+    # (worker 0's start-up to the barrier's go, all rounds). Older summaries have none.
+    phases_s: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Any, key: str) -> JobSummary:
+        """The summary read at ``key`` (``Keys.summary()``); ``CorruptObject`` if it is not one.
+        Keys a later version adds are ignored, so older readers can show newer jobs."""
+        names = {f.name for f in fields(cls)}
+        try:
+            if not isinstance(d, dict):
+                raise TypeError("not a JSON object")
+            missing = names - {"retries", "phases_s"} - set(d)
+            if missing:
+                raise KeyError(", ".join(sorted(missing)))
+            return cls(**{k: v for k, v in d.items() if k in names})
+        except (KeyError, TypeError) as e:
+            raise CorruptObject(key, f"not a fasdl job summary ({type(e).__name__}: {e})") from e
 
 
 @dataclass(frozen=True)
@@ -517,7 +536,10 @@ def _summarise(
     train_s = sum(r.train_s for r in results) / W
     comm_s = sum(r.comm_s for r in results) / W
     final = [r for r in results if r.worker == 0][-1]
+    e0 = time.monotonic()
     acc = evaluate(job, store.get(keys.model()), key=keys.model())
+    evaluation_s = time.monotonic() - e0
+    worker0 = [r for r in results if r.worker == 0]
     return JobSummary(
         job_id=cfg.job_id,
         config=cfg.to_dict(),
@@ -542,6 +564,11 @@ def _summarise(
             "invocations": keys.invocations(),
         },
         retries=[r.to_dict() for r in state.retries],
+        phases_s={
+            "evaluation": round(evaluation_s, 4),
+            "checkpoint": round(sum(r.checkpoint_s for r in worker0), 4),
+            "setup": round(sum(r.setup_s for r in worker0), 4),
+        },
     )
 
 

@@ -106,6 +106,11 @@ class Keys:
     def invocations(self) -> str:
         return f"{self.output}invocations.json"
 
+    def prediction(self) -> str:
+        """A planned job's predicted time and cost next to the measured ones (``fasdl train
+        --plan``; the optimizer's ``PredictionCheck.to_dict``)."""
+        return f"{self.output}prediction.json"
+
     def scratch_prefixes(self) -> list[str]:
         """What the coordinator deletes when the job finishes: communication, checkpoints and
         partitions. (A job that stops early keeps its checkpoints and partitions for resume.)"""

@@ -23,7 +23,9 @@ from fasdl.store.base import ObjectStore
 
 @dataclass(frozen=True)
 class IterationLog:
-    """One iteration of one worker, in seconds; ``iteration_s`` is all of it."""
+    """One iteration of one worker, in seconds; ``iteration_s`` is all of it. ``end_s`` is the
+    wall-clock time (unix seconds) the iteration ended, for loss against wall time; logs written
+    before it existed have none."""
 
     iteration: int
     epoch: int
@@ -33,6 +35,7 @@ class IterationLog:
     aggregate_s: float
     download_s: float
     iteration_s: float
+    end_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -40,12 +43,58 @@ class IterationLog:
     @classmethod
     def from_dict(cls, d: Any) -> IterationLog:
         names = [f.name for f in dataclasses.fields(cls)]
-        if not isinstance(d, dict) or set(d) != set(names):
+        optional = {"end_s"}
+        if not isinstance(d, dict) or not set(names) - optional <= set(d) <= set(names):
             raise ValueError(f"an iteration log has the fields {names}, not {d!r}")
-        bad = [k for k, v in d.items() if isinstance(v, bool) or not isinstance(v, int | float)]
+        bad = [
+            k
+            for k, v in d.items()
+            if isinstance(v, bool)
+            or not (isinstance(v, int | float) or (v is None and k in optional))
+        ]
         if bad:
             raise ValueError(f"an iteration log's {', '.join(sorted(bad))} must be numbers")
         return cls(**d)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What worker 0 reports while it trains (``Keys.progress()``): the last iteration, its epoch
+    and loss, and when (``time``, unix seconds). The round, its attempt, the iteration the
+    invocation started from, when its training loop started and the job's total iterations let
+    ``fasdl status`` tell the pace and the time left; progress written before they existed has
+    none of them."""
+
+    iteration: int
+    epoch: int
+    loss: float
+    time: float
+    round: int | None = None
+    attempt: int | None = None
+    start_iteration: int | None = None
+    loop_started: float | None = None
+    total_iterations: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Any, key: str) -> Progress:
+        """Raises ``CorruptObject`` naming ``key``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        required = {"iteration", "epoch", "loss", "time"}
+        if not isinstance(d, dict) or not required <= set(d) <= names:
+            raise CorruptObject(key, f"not a progress report (fields {sorted(names)}): {d!r}")
+        bad = [
+            k
+            for k, v in d.items()
+            if isinstance(v, bool)
+            or not (isinstance(v, int | float) or (v is None and k not in required))
+        ]
+        if bad:
+            raise CorruptObject(key, f"{', '.join(sorted(bad))} must be numbers")
+        whole = {"iteration", "epoch", "round", "attempt", "start_iteration", "total_iterations"}
+        return cls(**{k: int(v) if k in whole and v is not None else v for k, v in d.items()})
 
 
 WorkerLogs = dict[int, list[IterationLog]]  # worker -> its iterations, in order

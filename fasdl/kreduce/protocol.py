@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -32,13 +33,17 @@ import numpy as np
 from fasdl.errors import CommunicationTimeout, CorruptObject, WaitTimeout
 from fasdl.kreduce.config import MERGES
 from fasdl.kreduce.keys import Keys
+from fasdl.store.arrivals import ArrivalModel
 from fasdl.store.base import ObjectStore
+from fasdl.store.stamped import StampedStore
+from fasdl.training import wire as codec
 from fasdl.training.vector import chunk_bounds
 
+POLL_INITIAL_S = 0.002  # the first pause between polls of a missing key, at the least
 POLL_MAX_S = 0.05  # the longest pause between polls of a missing key
 
-_HEADER = struct.Struct("<4sqq")  # magic, iteration, stop_at (0: not decided)
-_MAGIC = b"FKR1"
+_HEADER = struct.Struct("<4sqq")  # magic, iteration, stop_at (0: not decided); then a wire blob
+_MAGIC = b"FKR2"  # FKR1 held raw float32 values after the header
 
 
 def merge_weights(batch_sizes: list[int], merge: str) -> np.ndarray:
@@ -62,21 +67,24 @@ def weighted_sum(parts: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
     return acc
 
 
-def encode_merged(iteration: int, stop_at: int, values: np.ndarray) -> bytes:
-    return (
-        _HEADER.pack(_MAGIC, iteration, stop_at) + values.astype(np.float32, copy=False).tobytes()
-    )
+def merged_header(iteration: int, stop_at: int) -> bytes:
+    return _HEADER.pack(_MAGIC, iteration, stop_at)
 
 
-def decode_merged(blob: bytes, key: str = "") -> tuple[int, int, np.ndarray]:
+def encode_merged(iteration: int, stop_at: int, values: np.ndarray, wire: str = "fp32") -> bytes:
+    """A merged chunk: the header, then ``values`` in ``wire`` (``fasdl.training.wire``)."""
+    return codec.encode(values, wire, prefix=merged_header(iteration, stop_at))[0]
+
+
+def decode_merged(blob: bytes, key: str = "", wire: str = "fp32") -> tuple[int, int, np.ndarray]:
     """(iteration, stop_at, values) of a merged chunk; ``CorruptObject`` (a ``ValueError``)
-    naming ``key`` if ``blob`` is not one."""
-    if len(blob) < _HEADER.size or (len(blob) - _HEADER.size) % 4:
+    naming ``key`` if ``blob`` is not one, or not in ``wire``."""
+    if len(blob) < _HEADER.size:
         raise CorruptObject(key, f"{len(blob)} bytes is not a K-Reduce merged chunk")
     magic, iteration, stop_at = _HEADER.unpack_from(blob)
     if magic != _MAGIC:
         raise CorruptObject(key, "not a K-Reduce merged chunk")
-    return iteration, stop_at, np.frombuffer(blob, dtype=np.float32, offset=_HEADER.size)
+    return iteration, stop_at, codec.decode(blob, wire, key=key, offset=_HEADER.size)
 
 
 @dataclass
@@ -113,8 +121,10 @@ class KReduce:
         merge: str = "mean",
         synchronous: bool = False,
         io_threads: int = 8,
+        wire: str = "fp32",
     ) -> None:
-        self.store = store
+        # Every object carries its send time, so that waits know when the next is due.
+        self.store = StampedStore(store)
         self.keys = keys
         self.worker = worker
         self.num_workers = len(batch_sizes)
@@ -125,7 +135,16 @@ class KReduce:
         self.numel = numel
         self.timeout_s = timeout_s  # the wait for a peer; may change before each exchange
         self.io_threads = io_threads
+        # How pieces and merged chunks travel (docs/kreduce.md, "Wire formats"); int8 keeps a
+        # residual per piece it sends and per merged chunk it puts (error feedback).
+        self.wire = codec.check_wire(wire)
+        self._feedback = codec.ErrorFeedback(wire)
         self._pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="kreduce-io")
+        # When each awaited object will land, from its sender's sends: the first GET for it is
+        # sent then, not at once (docs/kreduce.md, "Polls").
+        self.arrivals = ArrivalModel()
+        self._learn = False  # not from the first exchange: it waits for the peers to start
+        self._exchanges = 0
 
     @property
     def is_aggregator(self) -> bool:
@@ -134,18 +153,34 @@ class KReduce:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
-    def _wait_all(self, keys: list[str], what: list[str]) -> list[bytes]:
+    def _wait_all(self, keys: list[str], what: list[str], tags: list[Hashable]) -> list[bytes]:
+        """Wait for ``keys``, sending the first GET for each when its sender's history says it
+        is due (``tags`` name the recurring objects for ``self.arrivals``)."""
+        now = time.time()
+        plans = [self.arrivals.schedule(tag) for tag in tags]
         try:
-            return self.store.wait_all(
+            got = self.store.wait_all_timed(
                 keys,
                 self.timeout_s,
                 what=what,
                 pool=self._pool,
                 parallel=self.io_threads,
+                expected_s=[p.first - now if p else 0.0 for p in plans],
+                recheck_s=[p.recheck - now if p else 0.0 for p in plans],
+                # a late object is polled on the scale of its sender's irregularity
+                poll_initial_s=min(
+                    POLL_MAX_S,
+                    max([POLL_INITIAL_S] + [p.spread / 4 for p in plans if p is not None]),
+                ),
                 poll_max_s=POLL_MAX_S,
             )
         except WaitTimeout as e:
             raise CommunicationTimeout(f"worker {self.worker}: {e}") from None
+        for key, tag, arrival in zip(keys, tags, got.arrivals, strict=True):
+            sent = self.store.sent_at(key)
+            if self._learn and sent is not None:
+                self.arrivals.observe(tag, sent, now + arrival.found_s)
+        return got.blobs
 
     def exchange(self, t: int, vec: np.ndarray, *, stop_at: int = 0) -> ExchangeResult:
         """Send this worker's vector of iteration ``t`` and return what it continues from.
@@ -153,6 +188,7 @@ class KReduce:
         ``stop_at`` is only used by aggregator 0, which writes it into its merged chunk.
         """
         tm = Timings()
+        self._learn, self._exchanges = self._exchanges > 0, self._exchanges + 1
         w, k = self.worker, self.k
         # 3. put every chunk this worker does not own. (Gathering while one's own pieces upload
         # saves no time on a saturated store and costs polls: 280 GETs per iteration against 160
@@ -179,19 +215,24 @@ class KReduce:
         blobs = self._wait_all(
             [self.keys.piece(t, w, s) for s in others],
             [f"chunk {w} of iteration {t} from worker {s}" for s in others],
+            [("piece", s) for s in others],
         )
         parts: list[np.ndarray] = [np.empty(0, np.float32)] * self.num_workers
         parts[w] = self._slice(vec, w)
         for s, blob in zip(others, blobs, strict=True):
-            if len(blob) != parts[w].nbytes:
+            key = self.keys.piece(t, w, s)
+            parts[s] = codec.decode(blob, self.wire, key=key)
+            if parts[s].size != parts[w].size:
                 raise CorruptObject(
-                    self.keys.piece(t, w, s),
-                    f"{len(blob)} bytes, a piece of chunk {w} has {parts[w].nbytes}",
+                    key, f"{parts[s].size} values, a piece of chunk {w} has {parts[w].size}"
                 )
-            parts[s] = np.frombuffer(blob, dtype=np.float32)
-        merged = weighted_sum(parts, self.weights)
         my_stop = stop_at if w == 0 else 0
-        self.store.put(self.keys.merged_chunk(t, w), encode_merged(t, my_stop, merged))
+        # Everyone continues from the merged chunk as decoded, this aggregator too: the workers
+        # that share chunk w must hold the same weights for it.
+        blob, merged = self._feedback.encode(
+            ("merged", w), weighted_sum(parts, self.weights), prefix=merged_header(t, my_stop)
+        )
+        self.store.put(self.keys.merged_chunk(t, w), blob)
         # Pieces of t are consumed. Merged chunk w of t-2 was read by the aggregators in t-2 and
         # by the non-aggregators in t-1, all of whom have sent their pieces of t since.
         done = [self.keys.piece(t, w, s) for s in others]
@@ -213,12 +254,17 @@ class KReduce:
         """Put this aggregator's merged chunk of iteration ``t`` again, from its vector (which is
         merged(t) after iteration t): a resumed attempt's non-aggregators read it next."""
         w = self.worker
-        self.store.put(self.keys.merged_chunk(t, w), encode_merged(t, 0, self._slice(vec, w)))
+        # Decoded values encode to themselves in every wire format (``fasdl.training.wire``):
+        # the non-aggregators read exactly the weights this aggregator holds. No error feedback.
+        self.store.put(
+            self.keys.merged_chunk(t, w), encode_merged(t, 0, self._slice(vec, w), self.wire)
+        )
 
     def _put_piece(self, args: tuple[int, int, np.ndarray]) -> None:
         """Put chunk c of the vector as this worker's piece of iteration t; ``args`` is (t, c, vec)."""
         t, c, vec = args
-        self.store.put(self.keys.piece(t, c, self.worker), self._slice(vec, c).tobytes())
+        blob, _ = self._feedback.encode(("piece", c), self._slice(vec, c))
+        self.store.put(self.keys.piece(t, c, self.worker), blob)
 
     def _slice(self, vec: np.ndarray, c: int) -> np.ndarray:
         a, b = self.bounds[c]
@@ -229,11 +275,12 @@ class KReduce:
         blobs = self._wait_all(
             [self.keys.merged_chunk(t, c) for c in chunks],
             [f"merged chunk {c} of iteration {t}" for c in chunks],
+            [("merged", c) for c in chunks],
         )
         stop = 0
         for c, blob in zip(chunks, blobs, strict=True):
             key = self.keys.merged_chunk(t, c)
-            it, stop_c, values = decode_merged(blob, key)
+            it, stop_c, values = decode_merged(blob, key, self.wire)
             a, b = self.bounds[c]
             if it != t or len(values) != b - a:
                 raise CorruptObject(

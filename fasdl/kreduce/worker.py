@@ -25,7 +25,7 @@ import torch
 from fasdl.data import batch_indices, dataset_from_bytes
 from fasdl.errors import CorruptObject, JobFailed
 from fasdl.kreduce.keys import Keys
-from fasdl.kreduce.logs import IterationLog
+from fasdl.kreduce.logs import IterationLog, Progress
 from fasdl.kreduce.messages import WorkerResult, WorkerTask, decode_json, json_number
 from fasdl.kreduce.protocol import KReduce
 from fasdl.kreduce.timeouts import PeerTimeouts
@@ -103,6 +103,7 @@ def run_worker(task: WorkerTask, context: Any) -> WorkerResult:
         timeout_s=timeouts.start_s(),  # set before each exchange (``timeouts.exchange_s``)
         merge=cfg.merge,
         synchronous=cfg.synchronous,
+        wire=cfg.wire,
     )
     if (
         done
@@ -133,6 +134,7 @@ def run_worker(task: WorkerTask, context: Any) -> WorkerResult:
     stop_at = total_iterations
     announced = 0
     last_progress = 0.0
+    loop_started = time.time()
     t = done
     try:
         while t < min(stop_at, total_iterations):
@@ -174,18 +176,25 @@ def run_worker(task: WorkerTask, context: Any) -> WorkerResult:
                     tm.aggregate_s,
                     tm.download_s,
                     time.perf_counter() - it0,
+                    end_s=time.time(),
                 )
             )
             if w == 0 and (
                 time.monotonic() - last_progress >= PROGRESS_EVERY_S or t == total_iterations
             ):
                 last_progress = time.monotonic()
-                store.put(
-                    keys.progress(),
-                    json.dumps(
-                        {"iteration": t, "epoch": epoch, "loss": loss, "time": time.time()}
-                    ).encode(),
+                report = Progress(
+                    iteration=t,
+                    epoch=epoch,
+                    loss=loss,
+                    time=time.time(),
+                    round=rnd,
+                    attempt=task.attempt,
+                    start_iteration=done,
+                    loop_started=loop_started,
+                    total_iterations=total_iterations,
                 )
+                store.put(keys.progress(), json.dumps(report.to_dict()).encode())
     finally:
         comm.close()
 

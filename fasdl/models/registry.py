@@ -19,6 +19,7 @@ from fasdl.validate import whole_number
 Shape = tuple[int, int, int]
 
 _BUILDERS: dict[str, Callable[[int, Shape], nn.Module]] = {
+    "resnet8": lambda k, s: resnet.resnet8(k, s[0]),
     "resnet18": lambda k, s: resnet.resnet18(k, s[0]),
     "resnet34": lambda k, s: resnet.resnet34(k, s[0]),
     "resnet50": lambda k, s: resnet.resnet50(k, s[0]),

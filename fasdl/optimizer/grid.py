@@ -98,7 +98,7 @@ def predict(
     """The model's prediction for one configuration (K > W or K < 1 come back with a problem).
 
     ``synchronous`` and ``batch_size_agg``: as in ``evaluate`` (the baselines)."""
-    chunk_mb = scenario.model_size_mb / max(1, num_aggregators)
+    chunk_mb = scenario.wire_size_mb / max(1, num_aggregators)
     put = transfer.put_s(chunk_mb, memory_mb)
     get = transfer.get_s(chunk_mb, memory_mb)
     ev = evaluate(

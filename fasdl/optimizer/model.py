@@ -29,7 +29,15 @@ from typing import Any
 import numpy as np
 
 from fasdl.errors import InvalidInput
+from fasdl.optimizer.job import (
+    checkpoint_s,
+    iterations_per_round,
+    request_counts,
+    rounds,
+    straggler_wait_s,
+)
 from fasdl.perf.coefficients import Coefficients
+from fasdl.perf.transfer import wire_size_mb
 from fasdl.platform.limits import MAX_TIMEOUT_S, check_timeout_s, vcpus_for_memory
 from fasdl.pricing import Prices
 from fasdl.validate import positive_number, whole_number
@@ -37,7 +45,6 @@ from fasdl.validate import positive_number, whole_number
 DEFAULT_GAMMA = 0.8
 DEFAULT_MAX_GLOBAL_BATCH = 1024
 MB_PER_GB = 1024  # Lambda bills memory in GB of 1,024 MB
-KEYS_PER_DELETE = 1000  # S3 DeleteObjects takes up to 1,000 keys in one request
 _EPS = 1e-9  # absorbs float error before a floor or ceil
 
 
@@ -105,10 +112,14 @@ class Scenario:
     max_vcpus: float | None = (
         None  # cap on W·vCPUs(M), e.g. the cores of a machine running the local platform
     )
+    test_samples: int = 0  # the final evaluation's samples (coeffs' eval_s_per_sample each)
+    wire: str = "fp32"  # how the vector travels (``fasdl train --wire``): sets its bytes
 
     def __post_init__(self) -> None:
+        wire_size_mb(1.0, self.wire)  # validates the wire format
         for name in ("samples", "epochs", "max_global_batch"):
             whole_number(getattr(self, name), name, minimum=1)
+        whole_number(self.test_samples, "test_samples", minimum=0)
         check_timeout_s(self.func_time_s, "func_time_s")
         if self.coeffs.model_size_mb is None:
             raise InvalidInput(
@@ -129,6 +140,12 @@ class Scenario:
         """The size of the vector K-Reduce sends (known: ``__post_init__`` refuses null)."""
         assert self.coeffs.model_size_mb is not None
         return self.coeffs.model_size_mb
+
+    @property
+    def wire_size_mb(self) -> float:
+        """The vector's MB on the wire: float32's ``model_size_mb`` × the wire's bytes per value
+        / 4 (fp16 and bf16 half, int8 about a quarter). What every transfer time is taken at."""
+        return wire_size_mb(self.model_size_mb, self.wire)
 
     @property
     def global_batch_cap(self) -> int:
@@ -169,9 +186,14 @@ class Evaluation:
     upload_s: np.ndarray
     aggregate_s: np.ndarray
     download_s: np.ndarray
-    iteration_s: np.ndarray
-    time_s: np.ndarray
-    invocations: np.ndarray  # per worker
+    iteration_s: np.ndarray  # the critical path of one iteration, without the wait below
+    straggler_s: np.ndarray  # per iteration: the expected wait for the slowest of W workers
+    loop_s: np.ndarray  # iterations·(iteration_s + straggler_s)
+    startup_s: np.ndarray  # every round's start-up, in all
+    checkpoint_s: np.ndarray  # every checkpoint between rounds, in all
+    evaluation_s: np.ndarray  # the final evaluation
+    time_s: np.ndarray  # the whole job: the four terms above and the loop
+    invocations: np.ndarray  # per worker: the rounds
     gb_seconds: np.ndarray
     requests: dict[str, np.ndarray]
     functions_usd: np.ndarray
@@ -287,27 +309,30 @@ def evaluate(
             np.floor(scenario.samples / np.maximum(global_batch, 1)) * scenario.epochs,
             0,
         )
-        time_s = iterations * iteration
+        # The whole job (fasdl/optimizer/job.py): the loop with the wait for the slowest
+        # worker, a start-up per round, checkpoints between rounds, the final evaluation.
+        startup_each = c.startup_s(M)
+        straggler = straggler_wait_s(train, c.train_cv_at(M), W)
+        step = iteration + straggler
+        loop = iterations * step
         # Workers stop at an iteration boundary before the function time limit, then re-invoke.
-        per_invocation = np.floor(scenario.func_time_s / iteration + _EPS)
-        invocations = np.maximum(1, np.ceil(iterations / np.maximum(per_invocation, 1) - _EPS))
-        gb_seconds = W * M / MB_PER_GB * time_s
+        invocations = rounds(
+            iterations, iterations_per_round(scenario.func_time_s, startup_each, step, train)
+        )
         restarts = invocations - 1
-        requests = {
-            # Per iteration: W·K chunk objects (K(W−1) pieces and K merged chunks), each put once;
-            # each aggregator gets W−1 pieces and K−1 merged chunks, each non-aggregator K merged
-            # chunks: 2K(W−1) gets. Per invocation each worker reads its partition; at each restart
-            # it writes and reads a checkpoint. Polling beyond one read per object is not counted.
-            "PUT": iterations * W * K + W * restarts,
-            "GET": iterations * 2 * K * (W - 1) + W * invocations + W * restarts,
-            "LIST": np.zeros_like(W),  # waits poll exact keys
-            # Each aggregator deletes the W-1 pieces it consumed (and its merged chunk of t-2)
-            # in one multi-object request.
-            "DELETE": iterations * K * np.ceil(W / KEYS_PER_DELETE),
-        }
+        startup = invocations * startup_each
+        checkpoints = restarts * checkpoint_s(K, put, get)
+        evaluation = np.full_like(W, (c.eval_s_per_sample or 0.0) * scenario.test_samples)
+        billed_s = startup + loop + checkpoints  # each worker, from its invocations' starts to ends
+        time_s = billed_s + evaluation
+        gb_seconds = W * M / MB_PER_GB * billed_s
+        requests = request_counts(
+            iterations=iterations, num_workers=W, num_aggregators=K, rounds=invocations,
+            loop_s=loop, job_s=time_s, synchronous=synchronous,
+        )  # fmt: skip
         functions_usd = gb_seconds * p.usd_per_gb_second
         invocations_usd = W * invocations * p.usd_per_invocation
-        store_usd = sum(n * p.request_usd(kind) for kind, n in requests.items())
+        store_usd = sum((n * p.request_usd(kind) for kind, n in requests.items()), np.zeros_like(W))
         cost = functions_usd + invocations_usd + store_usd
 
     problem = np.zeros(W.shape, dtype=np.int8)
@@ -317,7 +342,7 @@ def evaluate(
     if synchronous:
         problem[global_batch > scenario.global_batch_cap] = Problem.EQUAL_BATCHES_OVER_CAP
     problem[iterations < 1] = Problem.GLOBAL_BATCH_OVER_DATA
-    problem[iteration > scenario.func_time_s] = Problem.ITERATION_OVER_FUNCTION_TIME
+    problem[startup_each + iteration > scenario.func_time_s] = Problem.ITERATION_OVER_FUNCTION_TIME
     problem[(nonagg > 0) & (by_cap < 1)] = Problem.NONAGG_BATCH_UNDER_ONE
     problem[(nonagg > 0) & (by_time < 1)] = Problem.NONAGG_CANNOT_TRAIN_ONE_SAMPLE
     problem[scenario.global_batch_cap < K * B] = Problem.AGGREGATOR_BATCHES_OVER_CAP
@@ -326,7 +351,9 @@ def evaluate(
     return Evaluation(
         num_workers=W, num_aggregators=K, memory_mb=M, batch_size_wor=A, global_batch=global_batch,
         iterations=iterations, train_s=train, transform_s=trans, upload_s=upload,
-        aggregate_s=aggregate, download_s=download, iteration_s=iteration, time_s=time_s,
+        aggregate_s=aggregate, download_s=download, iteration_s=iteration,
+        straggler_s=straggler, loop_s=loop, startup_s=startup, checkpoint_s=checkpoints,
+        evaluation_s=evaluation, time_s=time_s,
         invocations=invocations, gb_seconds=gb_seconds, requests=requests,
         functions_usd=functions_usd, invocations_usd=invocations_usd, store_usd=store_usd,
         cost_usd=cost, problem=problem,
@@ -346,6 +373,8 @@ class Prediction:
     iterations: int
     per_iteration_s: dict[str, float]  # train, transform, upload, aggregate, download
     iteration_s: float
+    # the whole job's terms: loop (straggler included), straggler, startup, checkpoint, evaluation
+    job_s: dict[str, float]
     time_s: float
     invocations_per_worker: int
     gb_seconds: float
@@ -361,6 +390,7 @@ class Prediction:
         return {
             "per_iteration_s": dict(self.per_iteration_s),
             "iteration_s": self.iteration_s,
+            "job_s": dict(self.job_s),
             "iterations": self.iterations,
             "global_batch": self.global_batch,
             "invocations_per_worker": self.invocations_per_worker,
@@ -388,7 +418,13 @@ def prediction_at(ev: Evaluation, batch_size_agg: int, index: Any = ()) -> Predi
             "train": f(ev.train_s), "transform": f(ev.transform_s), "upload": f(ev.upload_s),
             "aggregate": f(ev.aggregate_s), "download": f(ev.download_s),
         },
-        iteration_s=f(ev.iteration_s), time_s=f(ev.time_s),
+        iteration_s=f(ev.iteration_s),
+        job_s={
+            "loop": f(ev.loop_s), "straggler": f(ev.straggler_s) * f(ev.iterations),
+            "startup": f(ev.startup_s), "checkpoint": f(ev.checkpoint_s),
+            "evaluation": f(ev.evaluation_s),
+        },
+        time_s=f(ev.time_s),
         invocations_per_worker=i(ev.invocations), gb_seconds=f(ev.gb_seconds),
         requests={k: i(v) for k, v in ev.requests.items()},
         cost_usd={

@@ -54,6 +54,7 @@ PLAN_JSON_KEYS = frozenset(
         "budget_usd",
         "search",
         "warnings",
+        "wire",
     }
 )
 
@@ -79,6 +80,7 @@ class Plan:
     evaluations: int
     search_seconds: float
     warnings: tuple[str, ...] = ()
+    wire: str = "fp32"  # the wire format priced (JobConfig's field: ``fasdl train --plan`` uses it)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON of ``fasdl optimize --json``, which ``fasdl train --plan`` reads: the
@@ -106,6 +108,7 @@ class Plan:
                 "seconds": self.search_seconds,
             },
             "warnings": list(self.warnings),
+            "wire": self.wire,
         }
 
     def _against(self, other: Prediction) -> dict[str, Any]:
@@ -188,7 +191,7 @@ def search_space(
             "coeffs: m", f"M + m ≤ 0 at every memory up to {int(mems[-1])} MB", "check the fit"
         )
     return transfer_grid(
-        transfer, scenario.model_size_mb, min(scenario.max_aggregators, max_workers), mems
+        transfer, scenario.wire_size_mb, min(scenario.max_aggregators, max_workers), mems
     )
 
 
@@ -250,6 +253,47 @@ def optimize(
         evaluations=result.evaluations,
         search_seconds=result.seconds,
         warnings=extrapolation_warnings(scenario.coeffs, M),
+        wire=scenario.wire,
+    )
+
+
+def plan_at(
+    scenario: Scenario,
+    transfer: TransferModel,
+    num_workers: int,
+    num_aggregators: int,
+    memory_mb: int,
+) -> Plan:
+    """The plan of one given configuration, priced as ``optimize`` prices its choice (no search:
+    to run and check a configuration of one's own). Raises ``NoPlan`` if it cannot run."""
+    chosen = predict(scenario, transfer, num_workers, num_aggregators, memory_mb)
+    if chosen.problem is not None:
+        raise NoPlan(
+            f"num_workers={num_workers}, pattern_k={num_aggregators}, memory={memory_mb} cannot "
+            f"run: {chosen.problem}",
+            fastest_time_s=None,
+            cheapest_cost_usd=None,
+        )
+    return Plan(
+        batch_size_agg=chosen.batch_size_agg,
+        num_workers=num_workers,
+        memory_mb=memory_mb,
+        batch_size_wor=chosen.batch_size_wor,
+        num_aggregators=num_aggregators,
+        epochs=scenario.epochs,
+        samples=scenario.samples,
+        func_time_s=scenario.func_time_s,
+        objective="cost",
+        deadline_s=None,
+        budget_usd=None,
+        prediction=chosen,
+        scatter_reduce=baseline(scenario, transfer, chosen, num_workers),
+        all_reduce=baseline(scenario, transfer, chosen, 1),
+        method="given",
+        evaluations=1,
+        search_seconds=0.0,
+        warnings=extrapolation_warnings(scenario.coeffs, memory_mb),
+        wire=scenario.wire,
     )
 
 

@@ -29,10 +29,25 @@ from typing import Any
 
 from fasdl.errors import InvalidInput
 from fasdl.perf.transfer import TransferModel, transfer_from_dict
+from fasdl.platform.limits import vcpus_for_memory
 from fasdl.validate import finite_number, whole_number
 
 REQUIRED_KEYS = ("a", "b", "m", "k1", "k2", "model_size_mb")
-OPTIONAL_KEYS = ("num_params", "min_memory_mb", "max_memory_mb", "transfer", "provenance")
+OPTIONAL_KEYS = (
+    "num_params",
+    "min_memory_mb",
+    "max_memory_mb",
+    "startup_fixed_s",
+    "startup_cpu_s",
+    "train_cv",
+    "train_cv_cpu",
+    "eval_s_per_sample",
+    "transfer",
+    "provenance",
+)
+# The whole job's terms beyond the training loop (``fasdl profile`` measures them, ``fasdl fit``
+# writes them; absent, the term is left out of the prediction, as before they existed).
+JOB_KEYS = ("startup_fixed_s", "startup_cpu_s", "train_cv", "train_cv_cpu", "eval_s_per_sample")
 _FIT_HINT = "run `fasdl fit profile.csv --out coeffs.json`"
 
 
@@ -49,6 +64,15 @@ class Coefficients:
     num_params: int | None = None
     min_memory_mb: int | None = None  # smallest memory the profile ran without running out
     max_memory_mb: int | None = None  # largest memory profiled: above it the fit extrapolates
+    # A function's start-up (process, imports, data, model) at memory M:
+    # startup_fixed_s + startup_cpu_s / vCPUs(M), the CPU work scaling with the CPU share.
+    startup_fixed_s: float | None = None
+    startup_cpu_s: float | None = None
+    # The spread (std / mean) of one iteration's training time at memory M:
+    # train_cv + train_cv_cpu / vCPUs(M) (a small CPU share is handed out in coarser slices).
+    train_cv: float | None = None
+    train_cv_cpu: float | None = None
+    eval_s_per_sample: float | None = None  # the final evaluation, where the coordinator runs
     transfer: Mapping[str, Any] | None = None  # a TransferModel's to_dict()
     provenance: Mapping[str, Any] = field(default_factory=dict)
 
@@ -71,6 +95,11 @@ class Coefficients:
             if value is not None:
                 n = whole_number(value, name, minimum=1, whole_floats=True, unit=unit)
                 object.__setattr__(self, name, n)
+        for name in JOB_KEYS:
+            value = getattr(self, name)
+            if value is not None:
+                x = finite_number(value, name, minimum=0.0)
+                object.__setattr__(self, name, x)
         if self.transfer is not None and not isinstance(self.transfer, Mapping):
             raise InvalidInput(
                 "transfer", "must be an object as fasdl.perf.transfer's to_dict writes it"
@@ -86,6 +115,18 @@ class Coefficients:
         """Seconds to flatten the model into the vector K-Reduce sends, at ``memory_mb``."""
         seconds: float = self.k1 * memory_mb**self.k2
         return seconds
+
+    def startup_s(self, memory_mb: Any) -> Any:
+        """Seconds from a function's invocation to its first iteration at ``memory_mb`` (a
+        number or an array): 0 when the profile did not measure it."""
+        fixed = self.startup_fixed_s or 0.0
+        cpu = self.startup_cpu_s or 0.0
+        return fixed + cpu / vcpus_for_memory(memory_mb)
+
+    def train_cv_at(self, memory_mb: Any) -> Any:
+        """The spread of one iteration's training time at ``memory_mb``: 0 when not measured."""
+        cv = (self.train_cv or 0.0) + (self.train_cv_cpu or 0.0) / vcpus_for_memory(memory_mb)
+        return cv.clip(min=0.0) if hasattr(cv, "clip") else max(0.0, cv)
 
     def transfer_model(self) -> TransferModel | None:
         return None if self.transfer is None else transfer_from_dict(dict(self.transfer))
@@ -103,6 +144,9 @@ class Coefficients:
             "min_memory_mb": self.min_memory_mb,
             "max_memory_mb": self.max_memory_mb,
         }
+        for name in JOB_KEYS:
+            if getattr(self, name) is not None:
+                d[name] = getattr(self, name)
         if self.transfer is not None:
             d["transfer"] = dict(self.transfer)
         d["provenance"] = dict(self.provenance)
@@ -141,6 +185,7 @@ class Coefficients:
                 num_params=d.get("num_params"),
                 min_memory_mb=d.get("min_memory_mb"),
                 max_memory_mb=d.get("max_memory_mb"),
+                **{name: d.get(name) for name in JOB_KEYS},
                 transfer=d.get("transfer"),
                 provenance=d.get("provenance") or {},
             )

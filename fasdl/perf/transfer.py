@@ -27,6 +27,21 @@ PRESETS = {"aws": "aws-lambda-s3-transfer-times.csv"}
 LATENCY_BANDWIDTH = "latency_bandwidth"
 _ROW_KEYS = ("memory_mb", "put_latency_s", "put_mb_per_s", "get_latency_s", "get_mb_per_s")
 
+# The wire formats of the model vector (``fasdl train --wire``; the codec is
+# ``fasdl.training.wire``) and the bytes one value takes in each: a transfer of S MB of float32
+# values is S * bytes / 4 MB on the wire. int8 adds one float32 scale per block of INT8_BLOCK
+# values (the per-object headers, 16 to 40 bytes, are left out).
+INT8_BLOCK = 256
+WIRE_BYTES_PER_VALUE = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "int8": 1.0 + 4.0 / INT8_BLOCK}
+WIRES = tuple(WIRE_BYTES_PER_VALUE)
+
+
+def wire_size_mb(fp32_size_mb: float, wire: str) -> float:
+    """The size on the wire of a float32 vector of ``fp32_size_mb`` MB sent as ``wire``."""
+    if wire not in WIRE_BYTES_PER_VALUE:
+        raise InvalidInput("wire", f"unknown wire format {wire!r}", f"known: {', '.join(WIRES)}")
+    return fp32_size_mb * WIRE_BYTES_PER_VALUE[wire] / 4.0
+
 
 class TransferModel(Protocol):
     def put_s(self, size_mb: float, memory_mb: float) -> float: ...

@@ -320,3 +320,65 @@ def _same_length(*arrays: _Array) -> None:
 
 def _json_float(x: float) -> float | None:
     return None if not np.isfinite(x) else float(x)
+
+
+# --- the whole job's terms ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobFit:
+    """Start-up ``startup_fixed_s + startup_cpu_s / vCPUs(M)`` and the spread of single training
+    iterations ``train_cv + train_cv_cpu / vCPUs(M)`` (non-negative least squares over the runs),
+    and the median evaluation seconds per sample; None where the profile did not measure them
+    (profiles written before they existed)."""
+
+    startup_fixed_s: float | None
+    startup_cpu_s: float | None
+    train_cv: float | None
+    train_cv_cpu: float | None
+    eval_s_per_sample: float | None
+    startup_points: int
+
+    def coefficients(self) -> dict[str, float | None]:
+        return {
+            "startup_fixed_s": self.startup_fixed_s,
+            "startup_cpu_s": self.startup_cpu_s,
+            "train_cv": self.train_cv,
+            "train_cv_cpu": self.train_cv_cpu,
+            "eval_s_per_sample": self.eval_s_per_sample,
+        }
+
+
+def fixed_plus_per_vcpu(memory_mb: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+    """(f, c) ≥ 0 minimising Σ (f + c/vCPUs(M) − y)²: what does not scale with the CPU share and
+    what does. With one memory only, or a term that would go negative, one term takes it all."""
+    from fasdl.platform.limits import vcpus_for_memory
+
+    inv = np.array([1 / vcpus_for_memory(float(m)) for m in memory_mb])
+    v = np.array([float(t) for t in y])
+    if len(np.unique(inv)) < 2:
+        return float(np.median(v)), 0.0
+    (f, c), *_ = np.linalg.lstsq(np.column_stack([np.ones_like(inv), inv]), v, rcond=None)
+    if f < 0:
+        return 0.0, max(0.0, float(np.dot(inv, v) / np.dot(inv, inv)))
+    if c < 0:
+        return max(0.0, float(np.mean(v))), 0.0
+    return float(f), float(c)
+
+
+def fit_job(samples: Sequence[ProfileSample]) -> JobFit:
+    """Fit the job's terms to the runs whose status is "ok"."""
+    ok = [s for s in samples if s.ok]
+    starts = [(s.memory_mb, s.startup_s) for s in ok if s.startup_s is not None]
+    cvs = [(s.memory_mb, s.train_cv) for s in ok if s.train_cv is not None]
+    evals = [s.eval_s_per_sample for s in ok if s.eval_s_per_sample is not None]
+    fixed, cpu = fixed_plus_per_vcpu(*zip(*starts, strict=True)) if starts else (None, None)
+    cv, cv_cpu = fixed_plus_per_vcpu(*zip(*cvs, strict=True)) if cvs else (None, None)
+    return JobFit(
+        startup_fixed_s=fixed,
+        startup_cpu_s=cpu,
+        train_cv=cv,
+        train_cv_cpu=cv_cpu,
+        eval_s_per_sample=float(np.median(evals)) if evals else None,
+        startup_points=len(starts),
+    )

@@ -12,7 +12,7 @@ from typing import Any
 from fasdl import __version__
 from fasdl.perf.coefficients import Coefficients
 from fasdl.perf.transfer import PRESETS, read_transfer_csv
-from fasdl.profiler.fit import F_SCALE, LOSS, FitStats, ProfileFit, fit_profile
+from fasdl.profiler.fit import F_SCALE, LOSS, FitStats, ProfileFit, fit_job, fit_profile
 from fasdl.profiler.fit_transfer import TransferChoice, fit_transfer
 from fasdl.profiler.records import Profile, read_profile
 from fasdl.validate import positive_number
@@ -47,6 +47,13 @@ class FitReport:
             "num_params": self.coeffs.num_params,
             "min_memory_mb": self.coeffs.min_memory_mb,
             "max_memory_mb": self.coeffs.max_memory_mb,
+            "job": {
+                "startup_fixed_s": self.coeffs.startup_fixed_s,
+                "startup_cpu_s": self.coeffs.startup_cpu_s,
+                "train_cv": self.coeffs.train_cv,
+                "train_cv_cpu": self.coeffs.train_cv_cpu,
+                "eval_s_per_sample": self.coeffs.eval_s_per_sample,
+            },
             "transfer": self.coeffs.provenance.get("transfer"),
             "warnings": list(self.warnings),
         }
@@ -67,6 +74,7 @@ def fit_files(
     """
     profile = read_profile(profile_path)
     fit = fit_profile(profile.samples)
+    job = fit_job(profile.samples)
     warnings: list[str] = []
 
     size, size_from = _pick(
@@ -100,6 +108,13 @@ def fit_files(
         "num_params": params_from,
         "min_memory_mb": "profile" if profile.min_memory_mb is not None else None,
         "max_memory_mb": "profile" if profile.max_memory_mb is not None else None,
+        "job": {
+            "startup": "startup_fixed_s + startup_cpu_s / vCPUs(M), least squares over "
+            f"{job.startup_points} runs",
+            "train_cv": "train_cv + train_cv_cpu / vCPUs(M), least squares over the runs' "
+            "std/mean of single training iterations",
+            "eval_s_per_sample": "median over the runs of the driver's forward pass per sample",
+        },
     }
     transfer_dict, choice = None, None
     if transfer is not None:
@@ -122,6 +137,7 @@ def fit_files(
         num_params=params,
         min_memory_mb=profile.min_memory_mb,
         max_memory_mb=profile.max_memory_mb,
+        **job.coefficients(),
         transfer=transfer_dict,
         provenance=provenance,
     )

@@ -93,6 +93,7 @@ class ModelInfo:
     numel: int  # floats in the vector K-Reduce sends (parameters and floating buffers)
     input_shape: tuple[int, int, int]
     num_classes: int
+    eval_s_per_sample: float | None = None  # the final evaluation here, where `fasdl train` runs
 
     @property
     def model_size_mb(self) -> float:
@@ -218,7 +219,35 @@ def model_info(
         raise InvalidInput(
             "model", f"{cfg.model} does not run on {cfg.dataset} (input {input_shape}): {e}"
         ) from e
-    return ModelInfo(cfg.model, count_parameters(model), vec.numel, input_shape, num_classes)
+    return ModelInfo(
+        cfg.model,
+        count_parameters(model),
+        vec.numel,
+        input_shape,
+        num_classes,
+        eval_s_per_sample=eval_seconds_per_sample(model, probe),
+    )
+
+
+EVAL_REPEATS = 3
+
+
+def eval_seconds_per_sample(model: Any, samples: Any) -> float | None:
+    """Seconds per sample of the coordinator's final evaluation (a forward pass without
+    gradients, as ``kreduce.coordinator.evaluate`` runs it), the best of ``EVAL_REPEATS``."""
+    import torch
+
+    x = torch.from_numpy(samples)
+    if len(x) == 0:
+        return None
+    model.eval()
+    best = math.inf
+    with torch.no_grad():
+        for _ in range(EVAL_REPEATS):
+            t0 = time.perf_counter()
+            model(x).argmax(dim=1)
+            best = min(best, time.perf_counter() - t0)
+    return best / len(x)
 
 
 def run_profile(
@@ -252,7 +281,7 @@ def run_profile(
         np.sort(np.random.default_rng(cfg.seed).choice(len(train), n, replace=False)),
         name=f"{train.name}-profile",
     )
-    info = model_info(cfg, train.input_shape, train.num_classes, np.array(sample.x[:2]))
+    info = model_info(cfg, train.input_shape, train.num_classes, np.array(sample.x))
 
     results: list[PairResult] = []
     if done:
@@ -327,11 +356,15 @@ def pair_result(inv: Invocation, info: ModelInfo, batch_size: int) -> PairResult
             model=info.name,
             model_size_mb=info.model_size_mb,
             num_params=info.num_params,
+            eval_s_per_sample=info.eval_s_per_sample,
+            **job,
         )
 
     record = inv.record().to_dict()
+    job: dict[str, float | None] = {}
     if inv.state is State.SUCCEEDED:
         r = dict(inv.result_value)
+        job = startup_and_spread(r, inv.billed_ms / 1000)
         sample = row("ok", _positive(r["train_s"]), _positive(r["trans_s"]))
         return PairResult(sample, inv.state.value, details=r, invocation=record)
     error = inv.error or inv.state.value
@@ -339,6 +372,19 @@ def pair_result(inv: Invocation, info: ModelInfo, batch_size: int) -> PairResult
     return PairResult(
         row("out_of_memory" if oom else "failed"), inv.state.value, error, invocation=record
     )
+
+
+def startup_and_spread(result: dict[str, Any], billed_s: float) -> dict[str, float | None]:
+    """A profiling function's start-up (what the platform billed before and after the handler,
+    plus the handler's own time to a ready model) and its single iterations' spread."""
+    out: dict[str, float | None] = {"startup_s": None, "train_cv": None}
+    ready, handler_s = result.get("model_ready_s"), result.get("handler_s")
+    if isinstance(ready, int | float) and isinstance(handler_s, int | float) and billed_s > 0:
+        out["startup_s"] = max(0.0, billed_s - float(handler_s)) + float(ready)
+    cv = result.get("train_cv")
+    if isinstance(cv, int | float) and math.isfinite(cv) and cv >= 0:
+        out["train_cv"] = float(cv)
+    return out
 
 
 def _positive(x: object) -> float:
@@ -359,12 +405,16 @@ def format_table(report: ProfileReport) -> str:
     head = (
         f"{'memory MB':>10} |"
         + "".join(f"{'B=' + str(b):>{width}}" for b in batches)
-        + f" |{'trans ms':>{width}}{'peak MB':>{width}}"
+        + f" |{'trans ms':>{width}}{'peak MB':>{width}}{'start s':>{width}}{'cv':>{width}}"
     )
-    lines = ["train ms per iteration (median)", head, "-" * len(head)]
+    lines = [
+        "train ms per iteration (median); start-up s and spread (cv) of single iterations",
+        head,
+        "-" * len(head),
+    ]
     for m in mems:
         row = f"{m:>10} |"
-        trans, peaks = [], []
+        trans, peaks, starts, cvs = [], [], [], []
         for b in batches:
             s = cells.get((m, b))
             if s is None:
@@ -377,8 +427,17 @@ def format_table(report: ProfileReport) -> str:
                 text = "OOM" if s.status == "out_of_memory" else "failed"
             if s is not None and s.peak_memory_mb is not None:
                 peaks.append(s.peak_memory_mb)
+            if s is not None and s.startup_s is not None:
+                starts.append(s.startup_s)
+            if s is not None and s.train_cv is not None:
+                cvs.append(s.train_cv)
             row += f"{text:>{width}}"
         trans_text = f"{sorted(trans)[len(trans) // 2] * 1000:.3g}" if trans else "-"
         peak_text = f"{max(peaks):.0f}" if peaks else "-"
-        lines.append(row + f" |{trans_text:>{width}}{peak_text:>{width}}")
+        start_text = f"{sorted(starts)[len(starts) // 2]:.2f}" if starts else "-"
+        cv_text = f"{sorted(cvs)[len(cvs) // 2]:.3f}" if cvs else "-"
+        lines.append(
+            row
+            + f" |{trans_text:>{width}}{peak_text:>{width}}{start_text:>{width}}{cv_text:>{width}}"
+        )
     return "\n".join(lines)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fasdl.errors import InvalidInput
 from fasdl.platform.limits import check_memory_mb
-from fasdl.validate import positive_number, whole_number
+from fasdl.validate import finite_number, positive_number, whole_number
 
 STATUSES = ("ok", "out_of_memory", "failed")
 PROFILE_COLUMNS = (
@@ -29,6 +29,9 @@ PROFILE_COLUMNS = (
     "model",
     "model_size_mb",
     "num_params",
+    "startup_s",
+    "train_cv",
+    "eval_s_per_sample",
 )
 _REQUIRED_COLUMNS = ("memory_mb", "batch_size", "train_s", "trans_s")
 
@@ -53,6 +56,12 @@ class ProfileSample:
     model: str = ""
     model_size_mb: float | None = None
     num_params: int | None = None
+    # The whole job's terms (absent in profiles written before them): the function's start-up
+    # (invocation to model ready: process, imports, data, model), the spread of single
+    # training iterations (std / mean), and the driver's evaluation seconds per sample.
+    startup_s: float | None = None
+    train_cv: float | None = None
+    eval_s_per_sample: float | None = None
 
     def __post_init__(self) -> None:
         # A whole float (1024.0) is accepted and stored as an int.
@@ -75,6 +84,10 @@ class ProfileSample:
             value = getattr(self, name)
             if value is not None:
                 positive_number(value, name)
+        for name in ("startup_s", "train_cv", "eval_s_per_sample"):
+            value = getattr(self, name)
+            if value is not None:
+                finite_number(value, name, minimum=0.0)
         if self.num_params is not None:
             whole_number(self.num_params, "num_params", minimum=1)
 
@@ -208,6 +221,9 @@ def _sample_from_cells(row: dict[str, str]) -> ProfileSample:
         model=cell("model"),
         model_size_mb=number("model_size_mb"),
         num_params=whole("num_params"),
+        startup_s=number("startup_s"),
+        train_cv=number("train_cv"),
+        eval_s_per_sample=number("eval_s_per_sample"),
     )
 
 

@@ -38,6 +38,7 @@ from fasdl.errors import (
     TransientStoreError,
     WaitTimeout,
 )
+from fasdl.store.arrivals import Arrival
 from fasdl.validate import finite_number
 
 log = logging.getLogger(__name__)
@@ -164,6 +165,14 @@ def child_url(url: str, prefix: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
 
 
+@dataclass(frozen=True)
+class WaitResult:
+    """What ``ObjectStore.wait_all_timed`` got: the blobs, and how each was found."""
+
+    blobs: builtins.list[bytes]
+    arrivals: builtins.list[Arrival]
+
+
 class RequestCounter:
     """Requests by kind, shared by a store and its scoped views; thread-safe."""
 
@@ -288,15 +297,51 @@ class ObjectStore(ABC):
         what: Sequence[str] | None = None,
         pool: Executor | None = None,
         parallel: int = 4,
+        expected_s: Sequence[float] | None = None,
+        recheck_s: Sequence[float] | None = None,
         poll_initial_s: float = 0.002,
         poll_max_s: float = 0.05,
     ) -> builtins.list[bytes]:
         """Get every key of ``keys`` once it exists (in the order given), or raise ``WaitTimeout``.
 
-        A burst first gets the keys already there in batches on ``pool`` (if given): two at once,
+        The blobs of ``wait_all_timed``; see there.
+        """
+        return self.wait_all_timed(
+            keys,
+            timeout_s,
+            what=what,
+            pool=pool,
+            parallel=parallel,
+            expected_s=expected_s,
+            recheck_s=recheck_s,
+            poll_initial_s=poll_initial_s,
+            poll_max_s=poll_max_s,
+        ).blobs
+
+    def wait_all_timed(
+        self,
+        keys: Sequence[str],
+        timeout_s: float,
+        *,
+        what: Sequence[str] | None = None,
+        pool: Executor | None = None,
+        parallel: int = 4,
+        expected_s: Sequence[float] | None = None,
+        recheck_s: Sequence[float] | None = None,
+        poll_initial_s: float = 0.002,
+        poll_max_s: float = 0.05,
+    ) -> WaitResult:
+        """Get every key of ``keys`` once it exists, with when and after how many GETs each was
+        found (``Arrival``), or raise ``WaitTimeout``.
+
+        A key is *due* at once, or ``expected_s[i]`` seconds after the wait begins when given
+        (``ArrivalModel``: when it landed in the waits before): no GET is sent for a key before
+        it is due; if its first GET misses, it is due again at ``recheck_s[i]`` when that is
+        later (where it was found before). A burst gets the due keys in batches on ``pool`` (if given): two at once,
         twice as many after a batch that found all its keys (up to ``parallel``), and it stops at
-        the first batch that missed one. Then the missing keys are polled one at a time, in turn,
-        with backoff; each arrival sets off a new burst, since objects of one step tend to land
+        the first batch that missed one. Then the due keys still missing are polled one at a
+        time, in turn, with backoff; each arrival sets off a new burst. Without ``expected_s``
+        an arrival also makes every missing key due, since objects of one step tend to land
         together. So waiting costs about one GET per poll interval plus a few per arrival, not
         one per missing key per interval, and it never lists. ``what`` describes each key for the
         error, so a timeout says who is missing.
@@ -306,17 +351,26 @@ class ObjectStore(ABC):
         about one every 0.5 s, until the deadline; the ``WaitTimeout`` then says so. Any other
         error (access denied, a missing bucket) is raised at once.
         """
-        deadline = time.monotonic() + timeout_s
-        found: dict[int, bytes] = {}
-        pending = collections.deque(range(len(keys)))  # missing keys, least recently probed first
-        most = max(1, parallel) if pool is not None else 1
+        start = time.monotonic()
+        deadline = start + timeout_s
+        n = len(keys)
         for k in keys:
             check_key(k)
+        for hint in (expected_s, recheck_s):
+            if hint is not None and len(hint) != n:
+                raise ValueError(f"{len(hint)} arrival times for {n} keys")
+        due = [start + max(0.0, e) for e in expected_s] if expected_s is not None else [start] * n
+        found: dict[int, bytes] = {}
+        found_s = [0.0] * n
+        probes = [0] * n
+        pending = collections.deque(range(n))  # missing keys, least recently probed first
+        most = max(1, parallel) if pool is not None else 1
         # The last transient failure while polling, cleared by any answer (found or missing).
         unavailable: builtins.list[TransientStoreError | None] = [None]
 
-        def probe(i: int) -> tuple[int, bytes | None]:
+        def probe(i: int) -> tuple[int, float, bytes | None]:
             """One GET, no retry: a transient failure is "not there yet" until the deadline."""
+            sent = time.monotonic()
             self.counter.add("GET")
             try:
                 blob = self._get(keys[i])
@@ -328,44 +382,62 @@ class ObjectStore(ABC):
                         "store unavailable while waiting for %r: %s; polling on", keys[i], e
                     )
                 unavailable[0] = e
-                return i, None
+                return i, sent, None
             if unavailable[0] is not None:
                 unavailable[0] = None
                 log.warning("store available again while waiting for %r", keys[i])
-            return i, blob
+            return i, sent, blob
 
-        def burst() -> None:
-            """Probe each pending key at most once, a batch at a time, until a batch misses one."""
-            left, width = len(pending), min(2, most)
-            while left:
-                batch = [pending.popleft() for _ in range(min(width, left))]
-                left -= len(batch)
+        def due_keys() -> builtins.list[int]:
+            now = time.monotonic()
+            return [i for i in pending if due[i] <= now]
+
+        def burst(ready: builtins.list[int]) -> bool:
+            """Probe each of ``ready`` at most once, a batch at a time, until a batch misses one;
+            True if any was found."""
+            width, got = min(2, most), False
+            while ready:
+                batch, ready = ready[:width], ready[width:]
+                for i in batch:
+                    pending.remove(i)
                 results = (
                     pool.map(probe, batch)
                     if pool is not None and len(batch) > 1
                     else map(probe, batch)
                 )
                 missed = 0
-                for i, blob in results:
+                for i, sent, blob in results:
+                    probes[i] += 1
                     if blob is None:
                         pending.append(i)  # to the back: probed just now
                         missed += 1
+                        if probes[i] == 1 and recheck_s is not None:
+                            due[i] = max(due[i], start + recheck_s[i])
                     else:
-                        found[i] = blob
+                        found[i], found_s[i], got = blob, sent - start, True
                 if missed:
-                    return
+                    return got
                 width = min(2 * width, most)
+            return got
 
-        burst()
+        burst(due_keys())
         delay = poll_initial_s
         failures = 0  # transient failures in a row: the store is down, poll it less often
         while pending:
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 message = self._gave_up(timeout_s, keys, what, sorted(pending))
                 if unavailable[0] is not None:
                     message += f"; the store was unavailable at the last poll: {unavailable[0]}"
                 raise WaitTimeout(message)
+            ready = due_keys()
+            if not ready:  # nothing is due: sleep until the first key is
+                time.sleep(min(min(due[i] for i in pending) - now, remaining))
+                delay = poll_initial_s
+                if burst(due_keys()):
+                    delay = poll_initial_s
+                continue
             if unavailable[0] is not None:
                 failures += 1
                 ceiling = poll_max_s * 2.0 ** min(failures, 30)
@@ -374,15 +446,19 @@ class ObjectStore(ABC):
                 failures = 0
                 pause = delay
             time.sleep(min(pause, remaining))
-            i, blob = probe(pending.popleft())
-            if blob is None:
-                pending.append(i)
+            if not burst(due_keys()[:1]):
                 delay = min(delay * 1.5, poll_max_s)
                 continue
-            found[i] = blob
-            burst()
+            if expected_s is None:
+                now = time.monotonic()
+                for i in pending:
+                    due[i] = min(due[i], now)
+            burst(due_keys())
             delay = poll_initial_s
-        return [found[i] for i in range(len(keys))]
+        return WaitResult(
+            [found[i] for i in range(n)],
+            [Arrival(found_s[i], probes[i]) for i in range(n)],
+        )
 
     def _gave_up(
         self,

@@ -78,7 +78,11 @@ def test_json_plan_feeds_train(coeffs, tmp_path):
     assert (plan["epochs"], plan["samples"]) == (10, 50000)
     b = plan["breakdown"]
     assert b["cost_usd"]["total"] == pytest.approx(plan["predicted_cost_usd"])
-    assert b["iterations"] * b["iteration_s"] == pytest.approx(plan["predicted_time_s"])
+    assert b["iterations"] * b["iteration_s"] == pytest.approx(b["job_s"]["loop"])
+    # the whole job: the loop and the terms around it (checkpoints between the rounds here)
+    assert sum(b["job_s"][k] for k in ("loop", "startup", "checkpoint", "evaluation")) == (
+        pytest.approx(plan["predicted_time_s"])
+    )
 
 
 def test_looser_deadline_is_never_dearer_and_paper_and_exhaustive_run(coeffs, tmp_path):

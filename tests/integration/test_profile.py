@@ -93,6 +93,14 @@ def test_profile_writes_one_row_per_pair_measured_one_at_a_time(small_profile):
         assert s.train_s == pytest.approx(sum(details["train_samples_s"]) / 2)  # the median of two
         # A training iteration of a batch does more work than copying 117 KB of weights.
         assert s.train_s > s.trans_s
+        # The whole job's columns: the start-up is what was billed outside the handler plus the
+        # handler's time to a ready model, within the billed duration; the spread of single
+        # iterations; the evaluation per sample, timed once in the driver (the same on every row).
+        outside = inv["billed_ms"] / 1000 - details["handler_s"]
+        assert s.startup_s == pytest.approx(outside + details["model_ready_s"])
+        assert 0 < s.startup_s < inv["billed_ms"] / 1000
+        assert len(details["train_single_s"]) >= 20 and s.train_cv == details["train_cv"] >= 0
+        assert s.eval_s_per_sample == profile.samples[0].eval_s_per_sample > 0
     # The data sample and the transfer objects were removed from the store.
     assert open_store((d / "store").as_uri()).list("profile/") == []
     assert "profile cnn" in stderr  # the progress bar

@@ -51,5 +51,10 @@ def test_the_readmes_workflow_trains_its_plan(tmp_path: Path) -> None:
     assert summary["config"]["memory_mb"] == plan["memory"]
     assert summary["config"]["num_workers"] == plan["num_workers"]
     assert summary["iterations"] > 0 and summary["test_accuracy"] is not None
+    prediction = json.loads((summary_path.parent / "prediction.json").read_text())
+    assert prediction["time_s"] == plan["predicted_time_s"] and prediction["accuracy_time"]
+    assert "predicted" in out.stdout  # the plan's prediction next to the measurement
     records = json.loads((summary_path.parent / "invocations.json").read_text())
     assert records and all(r["state"] == "succeeded" for r in records), records
+    assert "digits " in out.stdout and "finished" in out.stdout  # fasdl runs, fasdl status
+    assert (tmp_path / "report" / "report.html").is_file()  # fasdl report --out report/

@@ -186,12 +186,13 @@ def test_a_plan_carries_its_prediction_but_no_typos(tmp_path, capsys) -> None:
     from fasdl.optimizer.plan import PLAN_JSON_KEYS
 
     job = {"batch_size_agg": 8, "num_workers": 3, "memory": 512, "batch_size_wor": 4}
+    job["wire"] = "fp16"  # a plan's job keys: the wire format it was priced for
     plan = {**dict.fromkeys(PLAN_JSON_KEYS, 1.0), **job, "pattern_k": 2, "func_time": 900}
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(plan))
     argv = ["train", "--plan", str(path), "--model", "mlp", "--dataset", "synthetic:300"]
     cfg = config_from_args(build_parser().parse_args(argv))
-    assert (cfg.num_workers, cfg.num_aggregators, cfg.memory_mb) == (3, 2, 512)
+    assert (cfg.num_workers, cfg.num_aggregators, cfg.memory_mb, cfg.wire) == (3, 2, 512, "fp16")
 
     path.write_text(json.dumps({**plan, "pattern_kk": 1}))
     store = tmp_path / "store"
@@ -381,7 +382,20 @@ def test_the_optimizers_plan_trains(tmp_path) -> None:
     """`fasdl optimize --json > plan.json` feeds `fasdl train --plan plan.json`."""
     coeffs = tmp_path / "coeffs.json"
     coeffs.write_text(
-        json.dumps({"a": 400.0, "b": 8.0, "m": 50.0, "k1": 2.0, "k2": -0.3, "model_size_mb": 0.12})
+        json.dumps(
+            {
+                "a": 400.0,
+                "b": 8.0,
+                "m": 50.0,
+                "k1": 2.0,
+                "k2": -0.3,
+                "model_size_mb": 0.12,
+                "startup_fixed_s": 0.5,
+                "startup_cpu_s": 0.5,
+                "train_cv": 0.1,
+                "eval_s_per_sample": 1e-4,
+            }
+        )
     )
     plan = subprocess.run(
         [
@@ -401,6 +415,8 @@ def test_the_optimizers_plan_trains(tmp_path) -> None:
             "1024",
             "--max-global-batch",
             "64",
+            "--test-samples",
+            "60",
             "--json",
         ],
         capture_output=True,
@@ -445,6 +461,30 @@ def test_the_optimizers_plan_trains(tmp_path) -> None:
         p["batch_size_agg"],
         p["batch_size_wor"],
     )
+    # The plan's prediction next to the measurement, term by term, and in the store.
+    summary = json.loads(out.stdout)
+    pred = summary["prediction"]
+    assert pred["time_s"] == p["predicted_time_s"] and pred["cost_usd"] == p["predicted_cost_usd"]
+    evaluation = summary["phases_s"]["evaluation"]
+    assert pred["measured_time_s"] == pytest.approx(summary["wall_time_s"] + evaluation)
+    assert pred["measured_cost_usd"] == summary["cost_usd"]["total"]
+    m = pred["measured_time_s"]
+    assert pred["accuracy_time"] == pytest.approx(1 - abs(pred["time_s"] - m) / m)
+    terms = pred["terms"]
+    assert set(p["breakdown"]["job_s"]) <= set(terms)
+    for name in ("loop", "startup", "evaluation", "functions_usd", "store_usd", "rounds", "GET"):
+        t = terms[name]
+        assert t["accuracy"] == pytest.approx(
+            1 - abs(t["predicted"] - t["measured"]) / t["measured"]
+        )
+    assert terms["rounds"]["measured"] == summary["rounds"]
+    assert terms["GET"]["measured"] == summary["requests"]["GET"]
+    # the time terms add up to the measured time
+    parts = ("loop", "startup", "checkpoint", "evaluation")
+    assert sum(terms[k]["measured"] for k in parts) == pytest.approx(m)
+    store = open_store((tmp_path / "s").as_uri())
+    stored = json.loads(store.get(f"output/{summary['job_id']}/prediction.json"))
+    assert stored == pred
 
 
 @pytest.mark.parametrize("arch", ["x86", "arm64"])

@@ -24,6 +24,7 @@ CIFAR_PARAMS = {
 
 def test_names() -> None:
     assert set(MODEL_NAMES) == {
+        "resnet8",
         "resnet18",
         "resnet34",
         "resnet50",

@@ -75,3 +75,60 @@ def test_compare_leaves_out_what_was_not_measured() -> None:
         "cost_comparable": None,
         "cost_billed": 1.0,
     }
+
+
+def _measurement(**over: object):
+    from fasdl.optimizer.accuracy import JobMeasurement
+
+    base = dict(
+        time_s=110.0, cost_usd=0.02, loop_s=80.0, straggler_s=4.0, checkpoint_s=2.0,
+        evaluation_s=3.0, rounds=3, functions_usd=0.018, store_usd=0.002,
+        requests={"PUT": 1000, "GET": 2500, "LIST": 13, "DELETE": 400},
+    )  # fmt: skip
+    return JobMeasurement(**{**base, **over})  # type: ignore[arg-type]
+
+
+PLAN = {
+    "predicted_time_s": 100.0,
+    "predicted_cost_usd": 0.021,
+    "breakdown": {
+        "job_s": {
+            "loop": 76.0,
+            "straggler": 5.0,
+            "startup": 20.0,
+            "checkpoint": 1.0,
+            "evaluation": 3.0,
+        },
+        "invocations_per_worker": 3,
+        "requests": {"PUT": 950, "GET": 2600, "LIST": 13, "DELETE": 400},
+        "cost_usd": {"functions": 0.0175, "invocations": 0.0005, "store": 0.003, "total": 0.021},
+    },
+}
+
+
+def test_a_plan_is_checked_term_by_term() -> None:
+    from fasdl.optimizer.accuracy import check_prediction
+
+    d = check_prediction(PLAN, _measurement()).to_dict()
+    assert d["accuracy_time"] == pytest.approx(1 - 10 / 110)
+    assert d["accuracy_cost"] == pytest.approx(1 - 0.001 / 0.02)
+    t = d["terms"]
+    # start-up is what the other terms leave of the measured time
+    assert t["startup"]["measured"] == pytest.approx(110 - 80 - 2 - 3)
+    assert t["loop"] == {"predicted": 76.0, "measured": 80.0, "accuracy": pytest.approx(0.95)}
+    assert t["functions_usd"]["predicted"] == pytest.approx(0.018)  # GB-seconds and invocations
+    assert t["functions_usd"]["accuracy"] == pytest.approx(1.0)
+    assert t["rounds"]["accuracy"] == 1.0 and t["GET"]["measured"] == 2500
+    assert list(d) == [
+        "time_s", "cost_usd", "measured_time_s", "measured_cost_usd", "accuracy_time",
+        "accuracy_cost", "terms",
+    ]  # fmt: skip
+
+
+def test_an_old_plan_is_checked_on_its_totals() -> None:
+    """A plan written before the whole job's terms compares what it has."""
+    from fasdl.optimizer.accuracy import check_prediction
+
+    old = {"predicted_time_s": 80.0, "predicted_cost_usd": 0.01, "breakdown": {"iteration_s": 1}}
+    d = check_prediction(old, _measurement()).to_dict()
+    assert d["terms"] == {} and d["accuracy_time"] == pytest.approx(1 - 30 / 110)

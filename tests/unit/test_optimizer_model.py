@@ -86,15 +86,47 @@ def test_one_configuration_term_by_term():
     assert int(ev.global_batch) == Bg
     iterations = (50_000 // Bg) * 10
     assert int(ev.iterations) == iterations
-    assert float(ev.time_s) == pytest.approx(iterations * iteration)
-    invocations = math.ceil(iterations / math.floor(900 / iteration))
+    # No start-up, spread or evaluation in these coefficients: the loop, and checkpoints.
+    assert float(ev.loop_s) == pytest.approx(iterations * iteration)
+    # The worker's stop rule: stop at t+1 once fewer than 2.5 iterations and a 45 s margin
+    # (5 % of 900 s) are left after training t; so floor(spare / T) + 3 iterations per round.
+    per_round = math.floor((900 - train - 2.5 * iteration - 45) / iteration) + 3
+    invocations = math.ceil(iterations / per_round)
     assert int(ev.invocations) == invocations
-    gb_s = W * M / 1024 * iterations * iteration
+    checkpoints = (invocations - 1) * 2 * K * (put + get)
+    assert float(ev.checkpoint_s) == pytest.approx(checkpoints)
+    time_s = iterations * iteration + checkpoints
+    assert float(ev.time_s) == pytest.approx(time_s)
+    gb_s = W * M / 1024 * time_s
     assert float(ev.gb_seconds) == pytest.approx(gb_s)
-    puts = iterations * W * K + W * (invocations - 1)
-    gets = iterations * 2 * K * (W - 1) + W * invocations + W * (invocations - 1)
-    assert int(ev.requests["PUT"]) == puts and int(ev.requests["GET"]) == gets
-    expected = gb_s * 0.0000166667 + W * invocations * 0.2e-6 + puts * 0.005e-3 + gets * 0.0004e-3
+    restarts = invocations - 1
+    puts = (
+        iterations * W * K  # pieces and merged chunks
+        + W  # partitions
+        + invocations * (2 * W + 2)  # arrived, logs; go, state
+        + restarts * W  # checkpoints
+        + restarts * K  # the aggregators' merged chunks again on resume
+        + 4  # model, summary, invocations, state
+        + math.floor(iterations * iteration / 1.0)  # progress
+    )
+    gets = (
+        1.25 * iterations * 2 * K * (W - 1)  # data, polls included
+        + invocations * 2 * W  # partitions, go
+        + restarts * W  # checkpoints
+        + 1  # the model
+        + math.floor(time_s / 0.5)  # the coordinator's reads of the progress
+    )
+    assert float(ev.requests["PUT"]) == pytest.approx(puts)
+    assert float(ev.requests["GET"]) == pytest.approx(gets)
+    lists = 3 * invocations + 4
+    deletes = iterations * K + lists
+    assert float(ev.requests["DELETE"]) == deletes
+    expected = (
+        gb_s * 0.0000166667
+        + W * invocations * 0.2e-6
+        + (puts + lists) * 0.005e-3
+        + gets * 0.0004e-3
+    )
     assert float(ev.cost_usd) == pytest.approx(expected)
     assert bool(ev.ok)
 
@@ -119,10 +151,8 @@ def test_k_equal_w_is_scatter_reduce(W, M):
     iteration = 500 * 50 / (M + 100) + M**-0.1 + (W - 1) * put + (W - 1) * get + put + (W - 1) * get
     assert p.batch_size_wor == 40 and p.global_batch == 40 * W
     assert p.iteration_s == pytest.approx(iteration)
-    assert p.time_s == pytest.approx((50_000 // (40 * W)) * 10 * iteration)
-    assert p.requests["PUT"] == p.iterations * W * W + W * (
-        p.invocations_per_worker - 1
-    )  # W² chunks
+    assert p.job_s["loop"] == pytest.approx((50_000 // (40 * W)) * 10 * iteration)
+    assert p.requests["PUT"] >= p.iterations * W * W  # W² chunks per iteration
     assert (p.problem is None) == (40 * W <= 1024)
 
 
