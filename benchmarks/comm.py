@@ -126,9 +126,12 @@ def run_case(
     }
 
 
-def bound_s(numel: int, W: int, throughput: dict, store: str) -> float | None:
-    """Bytes of one iteration over the store's measured aggregate MB/s with W clients."""
-    size_mb = numel * 4 / 1e6
+def bound_s(numel: int, W: int, throughput: dict, store: str, wire: str = "fp32") -> float | None:
+    """Bytes of one iteration (in ``wire``) over the store's measured aggregate MB/s with W
+    clients."""
+    from fasdl.perf.transfer import wire_size_mb
+
+    size_mb = wire_size_mb(numel * 4 / 1e6, wire)
     put = throughput.get((store, "PUT", W))
     get = throughput.get((store, "GET", W))
     if not put or not get:
@@ -220,7 +223,7 @@ def main() -> int:
                 for K in ks:
                     for wire in wires:
                         r = run_case(url, W, K, args.floats, args.iterations, wire, args.train_s)
-                        b = bound_s(args.floats, W, throughput, store)
+                        b = bound_s(args.floats, W, throughput, store, wire)
                         # with simulated training the exchange is what follows it: compare that
                         row = {
                             "store": store,

@@ -32,7 +32,7 @@ from fasdl.kreduce.state import (
     JobState,
     LeaseKeeper,
     Retry,
-    read_state,
+    find_job,
     refuse_if_running,
     write_state,
 )
@@ -180,15 +180,7 @@ def resume_job(
     """Continue a job whose coordinator stopped (killed, interrupted, or out of retries) from its
     store alone: its configuration, its last checkpoint set. Same outputs as an uninterrupted run."""
     store = open_store(store_url)
-    probe = Keys.for_job(JobConfig(job_id=job_id, store=store_url, platform="inline"))
-    try:
-        state = read_state(store, probe)
-    except ObjectNotFound:
-        raise InvalidInput(
-            "job_id",
-            f"no job {job_id!r} in {store.url} (no {probe.job_state()})",
-            "check the job id and --store (`fasdl train` prints both)",
-        ) from None
+    state = find_job(store, job_id)
     if state.status == "finished":
         raise InvalidInput("job_id", f"job {job_id!r} has finished already", "nothing to resume")
     cfg = state.config

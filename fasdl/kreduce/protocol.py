@@ -33,9 +33,8 @@ import numpy as np
 from fasdl.errors import CommunicationTimeout, CorruptObject, WaitTimeout
 from fasdl.kreduce.config import MERGES
 from fasdl.kreduce.keys import Keys
-from fasdl.store.arrivals import ArrivalModel
+from fasdl.store.arrivals import STAMP, ArrivalModel
 from fasdl.store.base import ObjectStore
-from fasdl.store.stamped import StampedStore
 from fasdl.training import wire as codec
 from fasdl.training.vector import chunk_bounds
 
@@ -71,20 +70,25 @@ def merged_header(iteration: int, stop_at: int) -> bytes:
     return _HEADER.pack(_MAGIC, iteration, stop_at)
 
 
-def encode_merged(iteration: int, stop_at: int, values: np.ndarray, wire: str = "fp32") -> bytes:
-    """A merged chunk: the header, then ``values`` in ``wire`` (``fasdl.training.wire``)."""
-    return codec.encode(values, wire, prefix=merged_header(iteration, stop_at))[0]
+def encode_merged(
+    iteration: int, stop_at: int, values: np.ndarray, wire: str = "fp32", *, prefix: bytes = b""
+) -> bytes:
+    """A merged chunk: ``prefix`` (the send stamp), the header, then ``values`` in ``wire``
+    (``fasdl.training.wire``)."""
+    return codec.encode(values, wire, prefix=prefix + merged_header(iteration, stop_at))[0]
 
 
-def decode_merged(blob: bytes, key: str = "", wire: str = "fp32") -> tuple[int, int, np.ndarray]:
-    """(iteration, stop_at, values) of a merged chunk; ``CorruptObject`` (a ``ValueError``)
-    naming ``key`` if ``blob`` is not one, or not in ``wire``."""
-    if len(blob) < _HEADER.size:
+def decode_merged(
+    blob: bytes, key: str = "", wire: str = "fp32", *, offset: int = 0
+) -> tuple[int, int, np.ndarray]:
+    """(iteration, stop_at, values) of a merged chunk starting at ``offset`` of ``blob``;
+    ``CorruptObject`` (a ``ValueError``) naming ``key`` if it is not one, or not in ``wire``."""
+    if len(blob) < offset + _HEADER.size:
         raise CorruptObject(key, f"{len(blob)} bytes is not a K-Reduce merged chunk")
-    magic, iteration, stop_at = _HEADER.unpack_from(blob)
+    magic, iteration, stop_at = _HEADER.unpack_from(blob, offset)
     if magic != _MAGIC:
         raise CorruptObject(key, "not a K-Reduce merged chunk")
-    return iteration, stop_at, codec.decode(blob, wire, key=key, offset=_HEADER.size)
+    return iteration, stop_at, codec.decode(blob, wire, key=key, offset=offset + _HEADER.size)
 
 
 @dataclass
@@ -123,8 +127,10 @@ class KReduce:
         io_threads: int = 8,
         wire: str = "fp32",
     ) -> None:
-        # Every object carries its send time, so that waits know when the next is due.
-        self.store = StampedStore(store)
+        # Every object starts with when its sender expects it to land (``STAMP``), so that
+        # receivers learn when the next is due (``ArrivalModel``).
+        self.store = store
+        self._put_s: dict[int, float] = {}  # bits of an object's length -> its last PUT's s
         self.keys = keys
         self.worker = worker
         self.num_workers = len(batch_sizes)
@@ -176,11 +182,23 @@ class KReduce:
             )
         except WaitTimeout as e:
             raise CommunicationTimeout(f"worker {self.worker}: {e}") from None
-        for key, tag, arrival in zip(keys, tags, got.arrivals, strict=True):
-            sent = self.store.sent_at(key)
-            if self._learn and sent is not None:
-                self.arrivals.observe(tag, sent, now + arrival.found_s)
+        for key, tag, arrival, blob in zip(keys, tags, got.arrivals, got.blobs, strict=True):
+            if len(blob) < STAMP.size:
+                raise CorruptObject(key, f"{len(blob)} bytes cannot hold a K-Reduce object")
+            if self._learn:
+                self.arrivals.observe(tag, STAMP.unpack_from(blob)[0], now + arrival.found_s)
         return got.blobs
+
+    def _stamp(self, numel: int) -> bytes:
+        """The first bytes of an object of ``numel`` values: when it should land, on this
+        worker's clock: now plus how long this worker's last PUT of such an object took (a large
+        object's PUT takes long and varies; the receiver cares when it lands)."""
+        return STAMP.pack(time.time() + self._put_s.get(numel.bit_length(), 0.0))
+
+    def _put(self, key: str, blob: bytes, numel: int) -> None:
+        start = time.monotonic()
+        self.store.put(key, blob)
+        self._put_s[numel.bit_length()] = time.monotonic() - start
 
     def exchange(self, t: int, vec: np.ndarray, *, stop_at: int = 0) -> ExchangeResult:
         """Send this worker's vector of iteration ``t`` and return what it continues from.
@@ -221,7 +239,7 @@ class KReduce:
         parts[w] = self._slice(vec, w)
         for s, blob in zip(others, blobs, strict=True):
             key = self.keys.piece(t, w, s)
-            parts[s] = codec.decode(blob, self.wire, key=key)
+            parts[s] = codec.decode(blob, self.wire, key=key, offset=STAMP.size)
             if parts[s].size != parts[w].size:
                 raise CorruptObject(
                     key, f"{parts[s].size} values, a piece of chunk {w} has {parts[w].size}"
@@ -229,10 +247,13 @@ class KReduce:
         my_stop = stop_at if w == 0 else 0
         # Everyone continues from the merged chunk as decoded, this aggregator too: the workers
         # that share chunk w must hold the same weights for it.
+        n = parts[w].size
         blob, merged = self._feedback.encode(
-            ("merged", w), weighted_sum(parts, self.weights), prefix=merged_header(t, my_stop)
+            ("merged", w),
+            weighted_sum(parts, self.weights),
+            prefix=self._stamp(n) + merged_header(t, my_stop),
         )
-        self.store.put(self.keys.merged_chunk(t, w), blob)
+        self._put(self.keys.merged_chunk(t, w), blob, n)
         # Pieces of t are consumed. Merged chunk w of t-2 was read by the aggregators in t-2 and
         # by the non-aggregators in t-1, all of whom have sent their pieces of t since.
         done = [self.keys.piece(t, w, s) for s in others]
@@ -256,15 +277,16 @@ class KReduce:
         w = self.worker
         # Decoded values encode to themselves in every wire format (``fasdl.training.wire``):
         # the non-aggregators read exactly the weights this aggregator holds. No error feedback.
-        self.store.put(
-            self.keys.merged_chunk(t, w), encode_merged(t, 0, self._slice(vec, w), self.wire)
-        )
+        mine = self._slice(vec, w)
+        blob = encode_merged(t, 0, mine, self.wire, prefix=self._stamp(mine.size))
+        self._put(self.keys.merged_chunk(t, w), blob, mine.size)
 
     def _put_piece(self, args: tuple[int, int, np.ndarray]) -> None:
         """Put chunk c of the vector as this worker's piece of iteration t; ``args`` is (t, c, vec)."""
         t, c, vec = args
-        blob, _ = self._feedback.encode(("piece", c), self._slice(vec, c))
-        self.store.put(self.keys.piece(t, c, self.worker), blob)
+        piece = self._slice(vec, c)
+        blob, _ = self._feedback.encode(("piece", c), piece, prefix=self._stamp(piece.size))
+        self._put(self.keys.piece(t, c, self.worker), blob, piece.size)
 
     def _slice(self, vec: np.ndarray, c: int) -> np.ndarray:
         a, b = self.bounds[c]
@@ -280,7 +302,7 @@ class KReduce:
         stop = 0
         for c, blob in zip(chunks, blobs, strict=True):
             key = self.keys.merged_chunk(t, c)
-            it, stop_c, values = decode_merged(blob, key, self.wire)
+            it, stop_c, values = decode_merged(blob, key, self.wire, offset=STAMP.size)
             a, b = self.bounds[c]
             if it != t or len(values) != b - a:
                 raise CorruptObject(

@@ -119,6 +119,20 @@ def read_state(store: ObjectStore, keys: Keys) -> JobState:
     return JobState.from_dict(decode_json(store.get(key), key), key)
 
 
+def find_job(store: ObjectStore, job_id: str) -> JobState:
+    """The state of job ``job_id`` in ``store`` (under the default output prefix); ``InvalidInput``
+    on ``job_id`` when the store has no such job."""
+    probe = Keys.for_job(JobConfig(job_id=job_id, store=store.url, platform="inline"))
+    try:
+        return read_state(store, probe)
+    except ObjectNotFound:
+        raise InvalidInput(
+            "job_id",
+            f"no job {job_id!r} in {store.url} (no {probe.job_state()})",
+            "check the job id and --store (`fasdl runs --store URL` lists the jobs)",
+        ) from None
+
+
 def write_state(store: ObjectStore, keys: Keys, state: JobState) -> None:
     store.put(keys.job_state(), json.dumps(state.to_dict(), indent=1).encode())
 

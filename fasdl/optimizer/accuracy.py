@@ -139,6 +139,38 @@ class PredictionCheck:
             "terms": {name: t.to_dict() for name, t in self.terms.items()},
         }
 
+    @classmethod
+    def from_dict(cls, d: Any) -> PredictionCheck:
+        """Read ``to_dict``'s output back (the accuracies are recomputed; unknown keys, from a
+        newer fasdl, are ignored). ``ValueError`` says which field is missing or not a number."""
+        if not isinstance(d, dict):
+            raise ValueError("a prediction is a JSON object")
+
+        def number(where: Mapping[str, Any], name: str, what: str) -> float:
+            v = where.get(name)
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise ValueError(f"{what}{name} is {v!r}, not a number")
+            return float(v)
+
+        raw = d.get("terms", {})
+        if not isinstance(raw, dict):
+            raise ValueError(f"terms is {raw!r}, not an object")
+        terms: dict[str, Term] = {}
+        for name, t in raw.items():
+            if not isinstance(t, dict):
+                raise ValueError(f"term {name!r} is {t!r}, not an object")
+            terms[str(name)] = Term(
+                predicted=number(t, "predicted", f"term {name!r}: "),
+                measured=number(t, "measured", f"term {name!r}: "),
+            )
+        return cls(
+            time_s=number(d, "time_s", ""),
+            cost_usd=number(d, "cost_usd", ""),
+            measured_time_s=number(d, "measured_time_s", ""),
+            measured_cost_usd=number(d, "measured_cost_usd", ""),
+            terms=terms,
+        )
+
 
 def check_prediction(plan: Mapping[str, Any], measured: JobMeasurement) -> PredictionCheck:
     """The plan's prediction (``fasdl optimize --json``: ``predicted_time_s``,

@@ -16,8 +16,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from fasdl.kreduce.logs import IterationStats
+from fasdl.optimizer.accuracy import PredictionCheck
 from fasdl.reports.analysis import CostSplit, LossCurve, Span
-from fasdl.reports.run import Prediction
 
 PHASES = ("train", "upload", "aggregate", "download", "other")
 PHASE_COLOURS = {
@@ -185,7 +185,7 @@ def cost_figure(cost: CostSplit | None) -> bytes:
     return _png(fig)
 
 
-def prediction_figure(prediction: Prediction) -> bytes:
+def prediction_figure(prediction: PredictionCheck) -> bytes:
     """Measured over predicted, term by term (the terms mix seconds, dollars, rounds and
     requests, so each is shown as its ratio; 1 is a perfect prediction), and for the whole job's
     time and cost."""
@@ -194,11 +194,9 @@ def prediction_figure(prediction: Prediction) -> bytes:
     rows = [
         ("job time", prediction.time_s, prediction.measured_time_s),
         ("job cost", prediction.cost_usd, prediction.measured_cost_usd),
-        *((t.name, t.predicted, t.measured) for t in prediction.terms),
+        *((name, t.predicted, t.measured) for name, t in prediction.terms.items()),
     ]
-    shown: list[tuple[str, float, float]] = [
-        (n, p, m) for n, p, m in rows if p is not None and m is not None and p > 0
-    ]
+    shown: list[tuple[str, float, float]] = [(n, p, m) for n, p, m in rows if p > 0]
     if not shown:
         _empty(ax, "the prediction has no comparable terms")
         return _png(fig)

@@ -10,9 +10,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from fasdl.optimizer.accuracy import PredictionCheck
 from fasdl.pricing import Prices
 from fasdl.reports import analysis, plots
-from fasdl.reports.run import Prediction, RunData
+from fasdl.reports.run import RunData
 from fasdl.store import ObjectStore
 
 REPORT_FILE = "report.html"
@@ -141,16 +142,16 @@ W={cfg.num_workers} K={cfg.num_aggregators}, {cfg.memory_mb} MB</h1>
 """
 
 
-def _prediction_rows(p: Prediction) -> list[tuple[str, str]]:
-    def show(v: float | None) -> str:
-        return "n/a" if v is None else f"{v:.6g}"
+def _prediction_rows(p: PredictionCheck) -> list[tuple[str, str]]:
+    def show(v: float) -> str:
+        return f"{v:.6g}"
 
     rows = [
         ("", "predicted / measured"),
         ("job time (s)", f"{show(p.time_s)} / {show(p.measured_time_s)}"),
         ("job cost (USD)", f"{show(p.cost_usd)} / {show(p.measured_cost_usd)}"),
     ]
-    rows += [(t.name, f"{show(t.predicted)} / {show(t.measured)}") for t in p.terms]
+    rows += [(name, f"{show(t.predicted)} / {show(t.measured)}") for name, t in p.terms.items()]
     return rows
 
 

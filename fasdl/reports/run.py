@@ -15,66 +15,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fasdl.errors import CorruptObject, InvalidInput, ObjectNotFound
+from fasdl.errors import CorruptObject
 from fasdl.kreduce.config import JobConfig
 from fasdl.kreduce.coordinator import JobSummary
 from fasdl.kreduce.keys import Keys
 from fasdl.kreduce.logs import Progress, WorkerLogs, read_worker_logs
 from fasdl.kreduce.messages import decode_json
-from fasdl.kreduce.state import JobState, Lease, read_lease, read_state
+from fasdl.kreduce.state import JobState, Lease, find_job, read_lease
+from fasdl.optimizer.accuracy import PredictionCheck
 from fasdl.platform.base import InvocationRecord
 from fasdl.store import ObjectStore
 
 OUTPUT_PREFIX = "output"  # JobConfig's default output prefix: where `fasdl runs` looks
-
-
-@dataclass(frozen=True)
-class PredictionTerm:
-    """One phase of a plan's prediction, against what the job measured (either may be absent)."""
-
-    name: str
-    predicted: float | None
-    measured: float | None
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """``output/<job>/prediction.json`` (``optimizer.accuracy.PredictionCheck.to_dict``): what
-    the plan predicted for a job and what it measured, in total and term by term.
-
-    Read leniently: a field that is absent or not a number is None, unknown fields are ignored,
-    so a report never fails on a newer or older prediction."""
-
-    time_s: float | None
-    cost_usd: float | None
-    measured_time_s: float | None
-    measured_cost_usd: float | None
-    terms: tuple[PredictionTerm, ...] = ()
-
-    @classmethod
-    def from_dict(cls, d: Any, key: str) -> Prediction:
-        if not isinstance(d, dict):
-            raise CorruptObject(key, "not a prediction (a JSON object)")
-        raw_terms = d.get("terms")
-        terms: dict[str, Any] = raw_terms if isinstance(raw_terms, dict) else {}
-        return cls(
-            time_s=_number(d.get("time_s")),
-            cost_usd=_number(d.get("cost_usd")),
-            measured_time_s=_number(d.get("measured_time_s")),
-            measured_cost_usd=_number(d.get("measured_cost_usd")),
-            terms=tuple(
-                PredictionTerm(
-                    str(name),
-                    _number(t.get("predicted")) if isinstance(t, dict) else _number(t),
-                    _number(t.get("measured")) if isinstance(t, dict) else None,
-                )
-                for name, t in terms.items()
-            ),
-        )
-
-
-def _number(v: Any) -> float | None:
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
 @dataclass(frozen=True)
@@ -89,7 +41,7 @@ class RunData:
     logs: WorkerLogs
     records: tuple[InvocationRecord, ...]
     lease: Lease | None
-    prediction: Prediction | None
+    prediction: PredictionCheck | None
     arrived: frozenset[int] = frozenset()  # workers at the current attempt's start barrier
     logged_this_round: frozenset[int] = frozenset()  # workers that wrote the current round's log
 
@@ -102,26 +54,11 @@ class RunData:
         return self.state.config.job_id
 
 
-def job_keys(job_id: str, store_url: str, output_prefix: str = OUTPUT_PREFIX) -> Keys:
-    """The keys of job ``job_id`` (its prefixes are those of its state, once it is read)."""
-    return Keys.for_job(
-        JobConfig(job_id=job_id, store=store_url, platform="inline", output_prefix=output_prefix)
-    )
-
-
 def read_run(store: ObjectStore, job_id: str, *, logs: bool = True) -> RunData:
     """The job ``job_id`` of ``store``. ``InvalidInput`` (on ``job_id``) when it has no state.
 
     ``logs=False`` skips the per-iteration logs (what ``fasdl status`` and ``runs`` need not)."""
-    probe = job_keys(job_id, store.url)
-    try:
-        state = read_state(store, probe)
-    except ObjectNotFound:
-        raise InvalidInput(
-            "job_id",
-            f"no job {job_id!r} in {store.url} (no {probe.job_state()})",
-            "check the job id and --store (`fasdl runs --store URL` lists the jobs)",
-        ) from None
+    state = find_job(store, job_id)
     keys = Keys.for_job(state.config, attempt=max(0, state.attempt))
     present = set(store.list(keys.output))
     summary = None
@@ -134,7 +71,7 @@ def read_run(store: ObjectStore, job_id: str, *, logs: bool = True) -> RunData:
     if keys.invocations() in present and state.status != "running":
         records = _json_list(store, keys.invocations())
     pkey = keys.prediction()
-    prediction = Prediction.from_dict(_json(store, pkey), pkey) if pkey in present else None
+    prediction = _prediction(_json(store, pkey), pkey) if pkey in present else None
     round_logs = {
         parsed[0]
         for k in present
@@ -196,9 +133,15 @@ def _record(d: Any, key: str, index: int) -> InvocationRecord:
 
 __all__ = [
     "OUTPUT_PREFIX",
-    "Prediction",
-    "PredictionTerm",
     "RunData",
     "list_job_ids",
     "read_run",
 ]
+
+
+def _prediction(d: Any, key: str) -> PredictionCheck:
+    """``output/<job>/prediction.json``: ``PredictionCheck.to_dict`` of ``fasdl train --plan``."""
+    try:
+        return PredictionCheck.from_dict(d)
+    except ValueError as e:
+        raise CorruptObject(key, f"not a prediction: {e}") from None

@@ -8,12 +8,14 @@ will land sends its first GET for it then, and almost only GETs that carry data.
 Learning that from the waits alone does not work: a GET that finds an object says only that it
 landed before, so the estimate drifts late, a late worker sends late, and its peers learn to
 wait longer still (measured: 1.5-2.4x slower exchanges). So each object carries when its sender
-sent it (``StampedStore``, the sender's clock), and the receiver learns per tag:
+expects it to land (``STAMP``, on the sender's clock: its PUT's start plus how long its last
+PUT of such an object took; the K-Reduce protocol writes it in front of every object it puts,
+in the same copy as the encoding), and the receiver learns per tag:
 
 - the sender's period: the median gap between its last sends (exact, whatever the receiver did);
-- the lag from a send to the GET that found the object: transfer time plus the offset between
-  the two clocks, which is constant for a job. The smallest recent lag is kept: the earliest the
-  object has been seen after its send.
+- the lag from that time to the GET that found the object: the error of the sender's guess plus
+  the offset between the two clocks, which is constant for a job. The smallest recent lag is
+  kept: the earliest the object has been seen; time found beyond it counts as waited too long.
 
 The next object is expected at ``last send + period + lag`` on the receiver's clock (``first``);
 if that GET misses, the next goes as late as the sender's recent periods and lags vary
@@ -28,13 +30,12 @@ from __future__ import annotations
 import itertools
 import statistics
 import struct
-import time
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
 HISTORY = 5  # sends and lags remembered per tag
-STAMP = struct.Struct("<d")  # the sender's clock (epoch seconds) at the start of its PUT
+STAMP = struct.Struct("<d")  # when the sender expects the object to land (its epoch seconds)
 
 
 @dataclass(frozen=True)
@@ -98,15 +99,3 @@ class ArrivalModel:
             return  # the same object again (a resumed sender), or a clock that went back
         t.sends.append(sent_at)
         t.lags.append(found_at - sent_at)
-
-
-def stamp(data: bytes, now: float | None = None) -> bytes:
-    """``data`` with the sender's clock in front."""
-    return STAMP.pack(time.time() if now is None else now) + data
-
-
-def unstamp(blob: bytes) -> tuple[float, bytes]:
-    """(the sender's clock, the data) of a stamped blob; ``ValueError`` if too short."""
-    if len(blob) < STAMP.size:
-        raise ValueError(f"{len(blob)} bytes cannot hold a send time")
-    return STAMP.unpack_from(blob)[0], blob[STAMP.size :]

@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from fasdl.errors import (
@@ -290,33 +290,11 @@ class ObjectStore(ABC):
         )[0]
 
     def wait_all(
-        self,
-        keys: Sequence[str],
-        timeout_s: float,
-        *,
-        what: Sequence[str] | None = None,
-        pool: Executor | None = None,
-        parallel: int = 4,
-        expected_s: Sequence[float] | None = None,
-        recheck_s: Sequence[float] | None = None,
-        poll_initial_s: float = 0.002,
-        poll_max_s: float = 0.05,
+        self, keys: Sequence[str], timeout_s: float, **options: Any
     ) -> builtins.list[bytes]:
-        """Get every key of ``keys`` once it exists (in the order given), or raise ``WaitTimeout``.
-
-        The blobs of ``wait_all_timed``; see there.
-        """
-        return self.wait_all_timed(
-            keys,
-            timeout_s,
-            what=what,
-            pool=pool,
-            parallel=parallel,
-            expected_s=expected_s,
-            recheck_s=recheck_s,
-            poll_initial_s=poll_initial_s,
-            poll_max_s=poll_max_s,
-        ).blobs
+        """Get every key of ``keys`` once it exists (in the order given), or raise ``WaitTimeout``:
+        the blobs of ``wait_all_timed``, which takes the same ``options``."""
+        return self.wait_all_timed(keys, timeout_s, **options).blobs
 
     def wait_all_timed(
         self,

@@ -8,24 +8,13 @@ import sys
 
 import numpy as np
 import pytest
+from test_kreduce_job import TINY  # the same small job
 
 from fasdl.kreduce.config import JobConfig
 from fasdl.kreduce.coordinator import final_vector, prepare, run_job
 from fasdl.kreduce.reference import reference_run
 from fasdl.platform import open_platform
 
-TINY = {
-    "model": "mlp",
-    "dataset": "synthetic:600",
-    "num_workers": 4,
-    "batch_size_agg": 16,
-    "batch_size_wor": 8,
-    "epochs": 2,
-    "lr": 0.05,
-    "memory_mb": 512,
-    "func_time_s": 900,
-    "comm_timeout_s": 60,
-}
 DIGITS = {
     "model": "mlp",
     "dataset": "digits",

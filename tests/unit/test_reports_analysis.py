@@ -20,11 +20,12 @@ from fasdl.kreduce.keys import Keys
 from fasdl.kreduce.logs import IterationLog, Progress
 from fasdl.kreduce.messages import WorkerResult
 from fasdl.kreduce.state import JobState, Lease, Retry
+from fasdl.optimizer.accuracy import PredictionCheck, Term
 from fasdl.platform.base import InvocationRecord
 from fasdl.pricing import load_prices
 from fasdl.reports import analysis
 from fasdl.reports.report import build_report
-from fasdl.reports.run import Prediction, RunData
+from fasdl.reports.run import RunData, _prediction
 
 PRICES = load_prices()
 CFG = JobConfig(
@@ -213,22 +214,19 @@ def test_old_iteration_logs_and_progress_still_read() -> None:
         Progress.from_dict({"iteration": "3", "epoch": 0, "loss": 1.5, "time": 10.0}, "k")
 
 
-def test_prediction_is_read_leniently() -> None:
-    p = Prediction.from_dict(
-        {
-            "time_s": 10,
-            "cost_usd": 0.01,
-            "measured_time_s": 12.5,
-            "terms": {"train": {"predicted": 5, "measured": 6, "unit": "s"}, "odd": "x"},
-            "new_field": [1],
-        },
-        "k",
+def test_a_prediction_is_read_back_as_the_optimizer_wrote_it() -> None:
+    check = PredictionCheck(
+        time_s=10.0,
+        cost_usd=0.01,
+        measured_time_s=12.5,
+        measured_cost_usd=0.011,
+        terms={"loop": Term(predicted=5.0, measured=6.0)},
     )
-    assert p.time_s == 10 and p.measured_cost_usd is None
-    assert [(t.name, t.predicted, t.measured) for t in p.terms] == [
-        ("train", 5, 6),
-        ("odd", None, None),
-    ]
+    d = check.to_dict()
+    d["new_field"] = [1]  # a newer fasdl's
+    assert PredictionCheck.from_dict(d) == check
+    with pytest.raises(CorruptObject, match=r"k.*measured_cost_usd"):
+        _prediction({**d, "measured_cost_usd": "x"}, "k")
 
 
 def test_the_page_holds_every_figure_as_a_decodable_png() -> None:
@@ -236,7 +234,9 @@ def test_the_page_holds_every_figure_as_a_decodable_png() -> None:
         summary=_summary(),
         records=(_record(100, 110), _record(100, 111)),
         logs={0: [_log(1, 101), _log(2, 102)], 1: [_log(1, 101)]},
-        prediction=Prediction(10.0, 0.001, 12.0, 0.0011, ()),
+        prediction=PredictionCheck(
+            time_s=10.0, cost_usd=0.001, measured_time_s=12.0, measured_cost_usd=0.0011, terms={}
+        ),
     )
     report = build_report(run, PRICES, now=200.0)
     assert list(report.images) == [

@@ -1,4 +1,4 @@
-"""Waits that know when objects land: the arrival model, the stamped view, and the timed wait.
+"""Waits that know when objects land: the arrival model and the timed wait.
 
 The model is pure and is fed times directly. The wait runs against the memory store: a key that
 is already there but not yet due must cost exactly one GET, sent no earlier than it is due.
@@ -11,10 +11,9 @@ import time
 
 import pytest
 
-from fasdl.errors import CorruptObject, WaitTimeout
+from fasdl.errors import WaitTimeout
 from fasdl.store import open_store
-from fasdl.store.arrivals import ArrivalModel, stamp, unstamp
-from fasdl.store.stamped import StampedStore
+from fasdl.store.arrivals import ArrivalModel
 
 
 def test_unknown_tags_are_asked_for_at_once() -> None:
@@ -56,28 +55,6 @@ def test_a_repeated_or_older_send_is_ignored() -> None:
     m.observe("p", 101.0, 105.0)  # the same object read again (a resumed aggregator re-put it)
     m.observe("p", 99.0, 105.0)
     assert m.schedule("p") == before
-
-
-def test_stamps_round_trip_and_short_blobs_are_refused() -> None:
-    assert unstamp(stamp(b"abc", now=12.5)) == (12.5, b"abc")
-    with pytest.raises(ValueError, match="send time"):
-        unstamp(b"1234")
-
-
-def test_the_stamped_view_counts_on_its_store_and_tells_when_an_object_was_sent() -> None:
-    inner = open_store("memory://arrivals-view")
-    view = StampedStore(inner)
-    before = time.time()
-    view.put("k", b"payload")
-    assert len(inner.get("k")) == len(b"payload") + 8
-    assert view.get("k") == b"payload"
-    sent = view.sent_at("k")
-    assert sent is not None and before <= sent <= time.time()
-    assert view.sent_at("k") is None  # told once
-    assert inner.requests["PUT"] == 1 and inner.requests["GET"] == 2
-    inner.put("bad", b"123")
-    with pytest.raises(CorruptObject, match="bad"):
-        view.get("bad")
 
 
 def test_a_key_there_but_not_due_costs_one_get_sent_when_due() -> None:
