@@ -16,15 +16,17 @@ one SGD step from the same weights this equals one step on the union of the batc
 gradient of the global batch); ``"mean"`` weights every worker equally, as the original FasDL
 does. The two agree when batches are equal.
 
-Every merged chunk carries a small header with the iteration and the agreed stop iteration
-(decided by aggregator 0), so all workers learn where to checkpoint without extra requests.
+Every object starts with when its sender expects it to land (``STAMP``), so that a receiver
+sends its first GET for the next one when it is due rather than polling for it
+(``fasdl.store.arrivals``; docs/kreduce.md, "Polls"). Every merged chunk then carries a small
+header with the iteration and the agreed stop iteration (decided by aggregator 0), so all
+workers learn where to checkpoint without extra requests.
 """
 
 from __future__ import annotations
 
 import struct
 import time
-from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -159,11 +161,13 @@ class KReduce:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
-    def _wait_all(self, keys: list[str], what: list[str], tags: list[Hashable]) -> list[bytes]:
+    def _wait_all(
+        self, keys: list[str], what: list[str], tags: list[tuple[str, int]]
+    ) -> list[bytes]:
         """Wait for ``keys``, sending the first GET for each when its sender's history says it
         is due (``tags`` name the recurring objects for ``self.arrivals``)."""
         now = time.time()
-        plans = [self.arrivals.schedule(tag) for tag in tags]
+        plans = [self.arrivals.schedule(tag) if self._schedules(tag) else None for tag in tags]
         try:
             got = self.store.wait_all_timed(
                 keys,
@@ -188,6 +192,18 @@ class KReduce:
             if self._learn:
                 self.arrivals.observe(tag, STAMP.unpack_from(blob)[0], now + arrival.found_s)
         return got.blobs
+
+    def _schedules(self, tag: tuple[str, int]) -> bool:
+        """Whether the wait for ``tag`` sends its first GET when due rather than at once: only
+        where the sender does not wait for this worker in the same iteration. Aggregators wait
+        for each other's pieces and merged chunks, and synchronous non-aggregators for the
+        merged chunks their own pieces made: rings in which a GET sent late delays everyone
+        (measured 15-380 % slower; docs/kreduce.md, "Polls"). The stale merged chunks a
+        non-aggregator reads and the pieces of non-aggregators are not in such a ring."""
+        kind, who = tag
+        if kind == "piece":
+            return who >= self.k
+        return not self.is_aggregator and not self.synchronous
 
     def _stamp(self, numel: int) -> bytes:
         """The first bytes of an object of ``numel`` values: when it should land, on this

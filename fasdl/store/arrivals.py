@@ -2,7 +2,7 @@
 
 A collective waits for the same objects every iteration (aggregator 3's piece from worker 5, the
 merged chunk 0). Polling blindly sends one GET per poll interval for as long as a wait lasts:
-2-4 times the GETs that carry data (docs/kreduce.md, "Polls"). A wait that knows when an object
+2.8-5.4 times the GETs that carry data (docs/kreduce.md, "Polls"). A wait that knows when an object
 will land sends its first GET for it then, and almost only GETs that carry data.
 
 Learning that from the waits alone does not work: a GET that finds an object says only that it
