@@ -234,26 +234,15 @@ def optimize(
         evaluate(scenario, W, K, M, grid.put_s[K - 1][i], grid.get_s[K - 1][i]),
         scenario.batch_size_agg,
     )
-    return Plan(
-        batch_size_agg=chosen.batch_size_agg,
-        num_workers=W,
-        memory_mb=M,
-        batch_size_wor=chosen.batch_size_wor,
-        num_aggregators=K,
-        epochs=scenario.epochs,
-        samples=scenario.samples,
-        func_time_s=scenario.func_time_s,
+    return _plan(
+        scenario,
+        transfer,
+        chosen,
+        (W, K, M),
         objective="cost" if deadline_s is not None else "time",
         deadline_s=deadline_s,
         budget_usd=budget_usd,
-        prediction=chosen,
-        scatter_reduce=baseline(scenario, transfer, chosen, W),
-        all_reduce=baseline(scenario, transfer, chosen, 1),
-        method=result.method,
-        evaluations=result.evaluations,
-        search_seconds=result.seconds,
-        warnings=extrapolation_warnings(scenario.coeffs, M),
-        wire=scenario.wire,
+        search=(result.method, result.evaluations, result.seconds),
     )
 
 
@@ -274,25 +263,52 @@ def plan_at(
             fastest_time_s=None,
             cheapest_cost_usd=None,
         )
-    return Plan(
-        batch_size_agg=chosen.batch_size_agg,
-        num_workers=num_workers,
-        memory_mb=memory_mb,
-        batch_size_wor=chosen.batch_size_wor,
-        num_aggregators=num_aggregators,
-        epochs=scenario.epochs,
-        samples=scenario.samples,
-        func_time_s=scenario.func_time_s,
+    return _plan(
+        scenario,
+        transfer,
+        chosen,
+        (num_workers, num_aggregators, memory_mb),
         objective="cost",
         deadline_s=None,
         budget_usd=None,
+        search=("given", 1, 0.0),
+    )
+
+
+def _plan(
+    scenario: Scenario,
+    transfer: TransferModel,
+    chosen: Prediction,
+    config: tuple[int, int, int],
+    *,
+    objective: str,
+    deadline_s: float | None,
+    budget_usd: float | None,
+    search: tuple[str, int, float],
+) -> Plan:
+    """The ``Plan`` of ``chosen`` at ``config`` (W, K, M), with its baselines at the same W, M
+    and global batch; ``search`` is (method, evaluations, seconds)."""
+    W, K, M = config
+    method, evaluations, seconds = search
+    return Plan(
+        batch_size_agg=chosen.batch_size_agg,
+        num_workers=W,
+        memory_mb=M,
+        batch_size_wor=chosen.batch_size_wor,
+        num_aggregators=K,
+        epochs=scenario.epochs,
+        samples=scenario.samples,
+        func_time_s=scenario.func_time_s,
+        objective=objective,
+        deadline_s=deadline_s,
+        budget_usd=budget_usd,
         prediction=chosen,
-        scatter_reduce=baseline(scenario, transfer, chosen, num_workers),
+        scatter_reduce=baseline(scenario, transfer, chosen, W),
         all_reduce=baseline(scenario, transfer, chosen, 1),
-        method="given",
-        evaluations=1,
-        search_seconds=0.0,
-        warnings=extrapolation_warnings(scenario.coeffs, memory_mb),
+        method=method,
+        evaluations=evaluations,
+        search_seconds=seconds,
+        warnings=extrapolation_warnings(scenario.coeffs, M),
         wire=scenario.wire,
     )
 
