@@ -299,7 +299,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"file store; W x M / {MB_PER_VCPU} <= 2 vCPUs; B = {report['batch_size_agg']} (γ {report['gamma']:.4f})",
         f"coeffs: a {c['a']:.4g} b {c['b']:.4g} m {c['m']:.4g}; start-up {c['startup_fixed_s']:.3g} + "
         f"{c['startup_cpu_s']:.3g}/vCPU s; cv {c['train_cv']:.3g} + {c['train_cv_cpu']:.3g}/vCPU; "
-        f"evaluation {1e3 * c['eval_s_per_sample']:.3g} ms/sample",
+        f"evaluation {1e3 * c['eval_s_per_sample']:.3g} ms/sample + {c.get('eval_fixed_s') or 0:.3g} s; "
+        f"data upload {c.get('data_upload_s') or 0:.3g} s",
         "",
         f"{'run':<8} {'W':>2} {'K':>2} {'M':>5} {'B':>3} {'A':>3} {'I':>5} {'rnds':>4}  "
         f"{'time pred':>9} {'meas':>7} {'acc':>7}  {'cost pred $':>11} {'meas $':>9} {'acc':>7}  load (busy)",
@@ -487,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
                 "train_cv",
                 "train_cv_cpu",
                 "eval_s_per_sample",
+                "eval_fixed_s",
+                "data_upload_s",
             )
         },
         "gamma": gamma,

@@ -136,7 +136,8 @@ def format_report(report: FitReport, out: str, plot: str | None) -> str:
             "job      start-up = fixed + cpu/vCPUs(M); spread of one iteration = cv + cv_cpu/vCPUs(M)",
             f"         fixed = {c.startup_fixed_s or 0:.3g} s   cpu = {c.startup_cpu_s or 0:.3g} s   "
             f"cv = {c.train_cv or 0:.3g}   cv_cpu = {c.train_cv_cpu or 0:.3g}   "
-            f"evaluation {1e3 * (c.eval_s_per_sample or 0):.3g} ms/sample",
+            f"evaluation {1e3 * (c.eval_s_per_sample or 0):.3g} ms/sample "
+            f"+ {c.eval_fixed_s or 0:.3g} s   data upload {c.data_upload_s or 0:.3g} s",
         ]
     else:
         lines.append(

@@ -10,10 +10,8 @@ worker fails or the time runs out, it stops the others and says which worker and
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
-import pickle
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +19,6 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
-import torch
 
 from fasdl.data import ArrayDataset, dataset_to_bytes, load_dataset, partition_dataset
 from fasdl.errors import CorruptObject, InvalidInput, JobFailed, ObjectNotFound, RoundFailed
@@ -42,6 +39,7 @@ from fasdl.pricing import Prices, load_prices
 from fasdl.store import ObjectStore, open_store
 from fasdl.store.base import REQUEST_KINDS
 from fasdl.training import ModelVector, seeded_model
+from fasdl.training.evaluate import evaluate_weights, load_weights
 
 log = logging.getLogger(__name__)
 
@@ -576,7 +574,7 @@ def final_vector(cfg: JobConfig) -> np.ndarray:
     key = Keys.for_job(job.cfg).model()
     meta = job.meta()
     model = seeded_model(cfg.model, cfg.seed, meta.num_classes, meta.input_shape)
-    model.load_state_dict(torch.load(io.BytesIO(job.store.get(key)), weights_only=True))
+    load_weights(model, job.store.get(key), key=key)
     vector: np.ndarray = ModelVector.attach(model).numpy().copy()
     return vector
 
@@ -586,19 +584,16 @@ def evaluate(job: PreparedJob, model_blob: bytes, *, key: str = "") -> float | N
     if len(job.test.y) == 0:
         return None
     meta = job.meta()
-    model = seeded_model(job.cfg.model, job.cfg.seed, meta.num_classes, meta.input_shape)
-    try:
-        model.load_state_dict(torch.load(io.BytesIO(model_blob), weights_only=True))
-    except (pickle.UnpicklingError, EOFError, RuntimeError, KeyError, ValueError, TypeError) as e:
-        raise CorruptObject(key, f"not this model's weights ({type(e).__name__}: {e})") from e
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, len(job.test.y), 500):
-            x = torch.from_numpy(np.array(job.test.x[i : i + 500]))
-            pred = model(x).argmax(dim=1).numpy()
-            correct += int((pred == job.test.y[i : i + 500]).sum())
-    return correct / len(job.test.y)
+    return evaluate_weights(
+        job.cfg.model,
+        job.cfg.seed,
+        meta.num_classes,
+        meta.input_shape,
+        model_blob,
+        job.test.x,
+        job.test.y,
+        key=key,
+    )
 
 
 def _write_invocations(store: ObjectStore, keys: Keys, state: JobState) -> None:

@@ -40,6 +40,7 @@ from fasdl.training import (
     state_dict_bytes,
     train_step,
 )
+from fasdl.training.allocator import steady_allocator
 
 PROGRESS_EVERY_S = 1.0
 # A test hook: every iteration lasts at least this long (seconds), so a test can make a job
@@ -72,6 +73,7 @@ def run_worker(task: WorkerTask, context: Any) -> WorkerResult:
     """Train from the task's checkpoint set (or from scratch) until the agreed stop or the end of
     training."""
     started = time.monotonic()
+    steady_allocator()  # train at the speed the profile measured (fasdl.training.allocator)
     cfg, w, rnd, meta = task.job, task.worker, task.round, task.meta
     total_iterations = meta.total_iterations
     store = open_store(cfg.store, patient=True)  # a worker may start during a store outage

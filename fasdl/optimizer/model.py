@@ -32,6 +32,7 @@ from fasdl.errors import InvalidInput
 from fasdl.optimizer.job import (
     checkpoint_s,
     iterations_per_round,
+    quota_wait_s,
     request_counts,
     rounds,
     straggler_wait_s,
@@ -188,8 +189,9 @@ class Evaluation:
     download_s: np.ndarray
     iteration_s: np.ndarray  # the critical path of one iteration, without the wait below
     straggler_s: np.ndarray  # per iteration: the expected wait for the slowest of W workers
-    loop_s: np.ndarray  # iterations·(iteration_s + straggler_s)
-    startup_s: np.ndarray  # every round's start-up, in all
+    quota_s: np.ndarray  # per iteration: the expected wait for a peer stopped by its CPU quota
+    loop_s: np.ndarray  # iterations·(iteration_s + straggler_s + quota_s)
+    startup_s: np.ndarray  # every round's start-up, in all, and the upload of the partitions
     checkpoint_s: np.ndarray  # every checkpoint between rounds, in all
     evaluation_s: np.ndarray  # the final evaluation
     time_s: np.ndarray  # the whole job: the four terms above and the loop
@@ -313,18 +315,26 @@ def evaluate(
         # worker, a start-up per round, checkpoints between rounds, the final evaluation.
         startup_each = c.startup_s(M)
         straggler = straggler_wait_s(train, c.train_cv_at(M), W)
-        step = iteration + straggler
+        quota = quota_wait_s(M, W, c.cpu_period_s)
+        step = iteration + straggler + quota
         loop = iterations * step
         # Workers stop at an iteration boundary before the function time limit, then re-invoke.
         invocations = rounds(
             iterations, iterations_per_round(scenario.func_time_s, startup_each, step, train)
         )
         restarts = invocations - 1
-        startup = invocations * startup_each
+        started = invocations * startup_each
+        # the coordinator's upload of the partitions comes before the first round (not billed)
+        startup = started + (c.data_upload_s or 0.0)
         checkpoints = restarts * checkpoint_s(K, put, get)
-        evaluation = np.full_like(W, (c.eval_s_per_sample or 0.0) * scenario.test_samples)
-        billed_s = startup + loop + checkpoints  # each worker, from its invocations' starts to ends
-        time_s = billed_s + evaluation
+        evaluation = np.full_like(
+            W,
+            (c.eval_fixed_s or 0.0) + (c.eval_s_per_sample or 0.0) * scenario.test_samples
+            if scenario.test_samples > 0
+            else 0.0,
+        )
+        billed_s = started + loop + checkpoints  # each worker, from its invocations' starts to ends
+        time_s = startup + loop + checkpoints + evaluation
         gb_seconds = W * M / MB_PER_GB * billed_s
         requests = request_counts(
             iterations=iterations, num_workers=W, num_aggregators=K, rounds=invocations,
@@ -352,7 +362,7 @@ def evaluate(
         num_workers=W, num_aggregators=K, memory_mb=M, batch_size_wor=A, global_batch=global_batch,
         iterations=iterations, train_s=train, transform_s=trans, upload_s=upload,
         aggregate_s=aggregate, download_s=download, iteration_s=iteration,
-        straggler_s=straggler, loop_s=loop, startup_s=startup, checkpoint_s=checkpoints,
+        straggler_s=straggler, quota_s=quota, loop_s=loop, startup_s=startup, checkpoint_s=checkpoints,
         evaluation_s=evaluation, time_s=time_s,
         invocations=invocations, gb_seconds=gb_seconds, requests=requests,
         functions_usd=functions_usd, invocations_usd=invocations_usd, store_usd=store_usd,
@@ -421,6 +431,7 @@ def prediction_at(ev: Evaluation, batch_size_agg: int, index: Any = ()) -> Predi
         iteration_s=f(ev.iteration_s),
         job_s={
             "loop": f(ev.loop_s), "straggler": f(ev.straggler_s) * f(ev.iterations),
+            "quota_wait": f(ev.quota_s) * f(ev.iterations),
             "startup": f(ev.startup_s), "checkpoint": f(ev.checkpoint_s),
             "evaluation": f(ev.evaluation_s),
         },

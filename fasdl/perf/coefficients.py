@@ -42,12 +42,24 @@ OPTIONAL_KEYS = (
     "train_cv",
     "train_cv_cpu",
     "eval_s_per_sample",
+    "eval_fixed_s",
+    "data_upload_s",
+    "cpu_period_s",
     "transfer",
     "provenance",
 )
 # The whole job's terms beyond the training loop (``fasdl profile`` measures them, ``fasdl fit``
 # writes them; absent, the term is left out of the prediction, as before they existed).
-JOB_KEYS = ("startup_fixed_s", "startup_cpu_s", "train_cv", "train_cv_cpu", "eval_s_per_sample")
+JOB_KEYS = (
+    "startup_fixed_s",
+    "startup_cpu_s",
+    "train_cv",
+    "train_cv_cpu",
+    "eval_s_per_sample",
+    "eval_fixed_s",
+    "data_upload_s",
+    "cpu_period_s",
+)
 _FIT_HINT = "run `fasdl fit profile.csv --out coeffs.json`"
 
 
@@ -73,6 +85,14 @@ class Coefficients:
     train_cv: float | None = None
     train_cv_cpu: float | None = None
     eval_s_per_sample: float | None = None  # the final evaluation, where the coordinator runs
+    eval_fixed_s: float | None = None  # its model build, weight load and cold first pass
+    # The coordinator's upload of the training set as the workers' partitions, once per job
+    # before the first round (not billed: it runs where `fasdl train` runs).
+    data_upload_s: float | None = None
+    # The period in which the platform hands out a CPU share below one vCPU (the local
+    # platform's duty cycle, Linux's CFS bandwidth period): a worker stopped for the rest of a
+    # period holds up its peers (``optimizer.job.quota_wait_s``). None: not modelled.
+    cpu_period_s: float | None = None
     transfer: Mapping[str, Any] | None = None  # a TransferModel's to_dict()
     provenance: Mapping[str, Any] = field(default_factory=dict)
 

@@ -58,6 +58,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         aws_request_id=spec["request_id"],
         deadline_monotonic=time.monotonic() + remaining_s,
         vcpus=spec["vcpus"],
+        cpu_period_s=spec.get("cpu_period_s"),
     )
     threads = max(1, math.ceil(spec["vcpus"]))
     started = time.monotonic()

@@ -112,6 +112,9 @@ class Context:
     aws_request_id: str
     deadline_monotonic: float
     vcpus: float
+    # The period in which the platform hands out a fraction of a CPU (the local platform's duty
+    # cycle), where the platform says; None elsewhere (Lambda does not say).
+    cpu_period_s: float | None = None
     cancel_event: threading.Event = field(
         default_factory=threading.Event, repr=False, compare=False
     )

@@ -434,6 +434,8 @@ class LocalPlatform(Platform):
             "request_id": inv.request_id,
             "memory_mb": inv.memory_mb,
             "vcpus": inv.vcpus,
+            # a share below the machine's is duty-cycled in these periods (``throttle``)
+            "cpu_period_s": self.cpu_period_s if inv.vcpus < self.cpu_count else None,
             "parent_pid": os.getpid(),
             "sys_path": sys.path,
             "outcome_path": str(workdir / "outcome.json"),

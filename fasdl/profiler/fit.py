@@ -329,8 +329,9 @@ def _json_float(x: float) -> float | None:
 class JobFit:
     """Start-up ``startup_fixed_s + startup_cpu_s / vCPUs(M)`` and the spread of single training
     iterations ``train_cv + train_cv_cpu / vCPUs(M)`` (non-negative least squares over the runs),
-    and the median evaluation seconds per sample; None where the profile did not measure them
-    (profiles written before they existed)."""
+    and the medians of the evaluation's seconds per sample and fixed seconds and of the upload
+    of the training set; None where the profile did not measure them (profiles written before
+    they existed)."""
 
     startup_fixed_s: float | None
     startup_cpu_s: float | None
@@ -338,6 +339,9 @@ class JobFit:
     train_cv_cpu: float | None
     eval_s_per_sample: float | None
     startup_points: int
+    eval_fixed_s: float | None = None
+    data_upload_s: float | None = None
+    cpu_period_s: float | None = None
 
     def coefficients(self) -> dict[str, float | None]:
         return {
@@ -346,6 +350,9 @@ class JobFit:
             "train_cv": self.train_cv,
             "train_cv_cpu": self.train_cv_cpu,
             "eval_s_per_sample": self.eval_s_per_sample,
+            "eval_fixed_s": self.eval_fixed_s,
+            "data_upload_s": self.data_upload_s,
+            "cpu_period_s": self.cpu_period_s,
         }
 
 
@@ -367,11 +374,28 @@ def fixed_plus_per_vcpu(memory_mb: Sequence[float], y: Sequence[float]) -> tuple
 
 
 def fit_job(samples: Sequence[ProfileSample]) -> JobFit:
-    """Fit the job's terms to the runs whose status is "ok"."""
+    """Fit the job's terms to the runs whose status is "ok".
+
+    Where the platform said in which period it hands out a CPU share (``cpu_period_s``), the
+    waits that share causes are a term of their own (``optimizer.job.quota_wait_s``), so the
+    spread of single iterations is fitted to the runs with a whole vCPU or more when there are
+    any: below one, the duty cycle's stops are in the spread and would be counted twice."""
+    from fasdl.platform.limits import vcpus_for_memory
+
     ok = [s for s in samples if s.ok]
+
+    def median(name: str) -> float | None:
+        values = [getattr(s, name) for s in ok if getattr(s, name) is not None]
+        return float(np.median(values)) if values else None
+
+    period = median("cpu_period_s")
     starts = [(s.memory_mb, s.startup_s) for s in ok if s.startup_s is not None]
     cvs = [(s.memory_mb, s.train_cv) for s in ok if s.train_cv is not None]
+    whole = [(m, cv) for m, cv in cvs if vcpus_for_memory(float(m)) >= 1]
+    if period is not None and whole:
+        cvs = whole
     evals = [s.eval_s_per_sample for s in ok if s.eval_s_per_sample is not None]
+
     fixed, cpu = fixed_plus_per_vcpu(*zip(*starts, strict=True)) if starts else (None, None)
     cv, cv_cpu = fixed_plus_per_vcpu(*zip(*cvs, strict=True)) if cvs else (None, None)
     return JobFit(
@@ -381,4 +405,7 @@ def fit_job(samples: Sequence[ProfileSample]) -> JobFit:
         train_cv_cpu=cv_cpu,
         eval_s_per_sample=float(np.median(evals)) if evals else None,
         startup_points=len(starts),
+        eval_fixed_s=median("eval_fixed_s"),
+        data_upload_s=median("data_upload_s"),
+        cpu_period_s=period,
     )

@@ -53,6 +53,9 @@ class FitReport:
                 "train_cv": self.coeffs.train_cv,
                 "train_cv_cpu": self.coeffs.train_cv_cpu,
                 "eval_s_per_sample": self.coeffs.eval_s_per_sample,
+                "eval_fixed_s": self.coeffs.eval_fixed_s,
+                "data_upload_s": self.coeffs.data_upload_s,
+                "cpu_period_s": self.coeffs.cpu_period_s,
             },
             "transfer": self.coeffs.provenance.get("transfer"),
             "warnings": list(self.warnings),
@@ -114,6 +117,11 @@ def fit_files(
             "train_cv": "train_cv + train_cv_cpu / vCPUs(M), least squares over the runs' "
             "std/mean of single training iterations",
             "eval_s_per_sample": "median over the runs of the driver's forward pass per sample",
+            "eval_fixed_s": "median over the runs of the driver's cold evaluation beyond the "
+            "per-sample passes (model build, weight load, first pass)",
+            "data_upload_s": "median over the runs of the driver's encoding and put of the "
+            "training set",
+            "cpu_period_s": "the period the platform said it hands out CPU shares in (median)",
         },
     }
     transfer_dict, choice = None, None

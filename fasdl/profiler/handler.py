@@ -90,6 +90,9 @@ def run_task(task: ProfileTask, context: Any) -> dict[str, Any]:
     from fasdl.models import count_parameters
     from fasdl.store import open_store
     from fasdl.training import ModelVector, chunk_bounds, make_optimizer, seeded_model, train_step
+    from fasdl.training.allocator import steady_allocator
+
+    steady_allocator()  # the worker's allocation regime, so its iterations take what these do
 
     batch_size, iterations, warmup = task.batch_size, task.iterations, task.warmup
     seed, sample_s = task.seed, task.sample_s
@@ -148,4 +151,5 @@ def run_task(task: ProfileTask, context: Any) -> dict[str, Any]:
         "setup_s": setup_s,
         "torch_threads": torch.get_num_threads(),
         "vcpus": getattr(context, "vcpus", None),
+        "cpu_period_s": getattr(context, "cpu_period_s", None),
     }

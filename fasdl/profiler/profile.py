@@ -12,6 +12,7 @@ run goes on. ``format_table`` prints the result as a memory x batch-size table.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import secrets
 import time
@@ -94,6 +95,8 @@ class ModelInfo:
     input_shape: tuple[int, int, int]
     num_classes: int
     eval_s_per_sample: float | None = None  # the final evaluation here, where `fasdl train` runs
+    eval_fixed_s: float | None = None  # its model build, weight load and cold first pass
+    data_upload_s: float | None = None  # the training set encoded and put, as the coordinator does
 
     @property
     def model_size_mb(self) -> float:
@@ -196,10 +199,15 @@ def check_out(out: str | Path, *, resume: bool, model: str) -> set[tuple[int, in
 
 
 def model_info(
-    cfg: ProfileConfig, input_shape: tuple[int, int, int], num_classes: int, probe: Any
+    cfg: ProfileConfig,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    probe: Any,
+    test: Any = None,
 ) -> ModelInfo:
     """Build the model here once: its size for every row, and a forward pass on real samples so
-    that a model that does not fit the data fails now rather than in every function."""
+    that a model that does not fit the data fails now rather than in every function. With
+    ``test`` (the job's test set), also time the final evaluation as the coordinator runs it."""
     import torch
 
     from fasdl.models import count_parameters
@@ -219,35 +227,72 @@ def model_info(
         raise InvalidInput(
             "model", f"{cfg.model} does not run on {cfg.dataset} (input {input_shape}): {e}"
         ) from e
+    per_sample, fixed = evaluation_cost(cfg, model, num_classes, test, probe)
     return ModelInfo(
         cfg.model,
         count_parameters(model),
         vec.numel,
         input_shape,
         num_classes,
-        eval_s_per_sample=eval_seconds_per_sample(model, probe),
+        eval_s_per_sample=per_sample,
+        eval_fixed_s=fixed,
     )
 
 
 EVAL_REPEATS = 3
 
 
-def eval_seconds_per_sample(model: Any, samples: Any) -> float | None:
-    """Seconds per sample of the coordinator's final evaluation (a forward pass without
-    gradients, as ``kreduce.coordinator.evaluate`` runs it), the best of ``EVAL_REPEATS``."""
-    import torch
+def evaluation_cost(
+    cfg: ProfileConfig, model: Any, num_classes: int, test: Any, probe: Any
+) -> tuple[float | None, float | None]:
+    """(seconds per sample, fixed seconds) of the coordinator's final evaluation, run by the same
+    code (``fasdl.training.evaluate``): per sample, the best of ``EVAL_REPEATS`` warm passes;
+    fixed, what a cold run (a new model built, the weights loaded from bytes, the first pass)
+    takes beyond that, the best of ``EVAL_REPEATS``. On the test set when given (the size the
+    job evaluates), else on ``probe`` (no labels: the fixed part is not measured)."""
+    import numpy as np
 
-    x = torch.from_numpy(samples)
+    from fasdl.training import state_dict_bytes
+    from fasdl.training.allocator import steady_allocator
+    from fasdl.training.evaluate import accuracy, evaluate_weights
+
+    steady_allocator()  # the coordinator's regime
+    if test is not None and len(test.y):
+        x, y = np.asarray(test.x), np.asarray(test.y)
+    else:
+        x, y = np.asarray(probe), None
     if len(x) == 0:
-        return None
-    model.eval()
-    best = math.inf
-    with torch.no_grad():
-        for _ in range(EVAL_REPEATS):
-            t0 = time.perf_counter()
-            model(x).argmax(dim=1)
-            best = min(best, time.perf_counter() - t0)
-    return best / len(x)
+        return None, None
+    labels = y if y is not None else np.zeros(len(x), dtype=np.int64)
+    warm = math.inf
+    for _ in range(EVAL_REPEATS):
+        t0 = time.perf_counter()
+        accuracy(model, x, labels)
+        warm = min(warm, time.perf_counter() - t0)
+    if y is None:
+        return warm / len(x), None
+    blob = state_dict_bytes(model)
+    shape = (int(x.shape[1]), int(x.shape[2]), int(x.shape[3]))
+    cold = math.inf
+    for _ in range(EVAL_REPEATS):
+        t0 = time.perf_counter()
+        evaluate_weights(cfg.model, cfg.seed, num_classes, shape, blob, x, y)
+        cold = min(cold, time.perf_counter() - t0)
+    return warm / len(x), max(0.0, cold - warm)
+
+
+def data_upload_seconds(store: Any, train: Any) -> float:
+    """Seconds to encode the training set and put it, as the coordinator puts the workers'
+    partitions before the first round (the object is deleted at once)."""
+    from fasdl.data import dataset_to_bytes
+
+    key = f"{DATA_PREFIX}/{secrets.token_hex(6)}/upload.npz"
+    t0 = time.perf_counter()
+    try:
+        store.put(key, dataset_to_bytes(train))
+        return time.perf_counter() - t0
+    finally:
+        store.delete(key)
 
 
 def run_profile(
@@ -273,7 +318,7 @@ def run_profile(
     check_config(cfg)
     done = check_out(out, resume=resume, model=cfg.model)
     store = open_store(cfg.store)
-    train, _ = load_dataset(cfg.dataset, seed=cfg.seed, store=store)
+    train, test = load_dataset(cfg.dataset, seed=cfg.seed, store=store)
     max_batch = max(cfg.batch_sizes)
     # Enough samples for varied batches; a dataset smaller than a batch is drawn with replacement.
     n = min(len(train), 2 * max_batch)
@@ -281,7 +326,8 @@ def run_profile(
         np.sort(np.random.default_rng(cfg.seed).choice(len(train), n, replace=False)),
         name=f"{train.name}-profile",
     )
-    info = model_info(cfg, train.input_shape, train.num_classes, np.array(sample.x))
+    info = model_info(cfg, train.input_shape, train.num_classes, np.array(sample.x), test)
+    info = dataclasses.replace(info, data_upload_s=data_upload_seconds(store, train))
 
     results: list[PairResult] = []
     if done:
@@ -357,6 +403,8 @@ def pair_result(inv: Invocation, info: ModelInfo, batch_size: int) -> PairResult
             model_size_mb=info.model_size_mb,
             num_params=info.num_params,
             eval_s_per_sample=info.eval_s_per_sample,
+            eval_fixed_s=info.eval_fixed_s,
+            data_upload_s=info.data_upload_s,
             **job,
         )
 
@@ -376,14 +424,18 @@ def pair_result(inv: Invocation, info: ModelInfo, batch_size: int) -> PairResult
 
 def startup_and_spread(result: dict[str, Any], billed_s: float) -> dict[str, float | None]:
     """A profiling function's start-up (what the platform billed before and after the handler,
-    plus the handler's own time to a ready model) and its single iterations' spread."""
-    out: dict[str, float | None] = {"startup_s": None, "train_cv": None}
+    plus the handler's own time to a ready model), its single iterations' spread, and the
+    period in which the platform hands out its CPU share (where the platform says)."""
+    out: dict[str, float | None] = {"startup_s": None, "train_cv": None, "cpu_period_s": None}
     ready, handler_s = result.get("model_ready_s"), result.get("handler_s")
     if isinstance(ready, int | float) and isinstance(handler_s, int | float) and billed_s > 0:
         out["startup_s"] = max(0.0, billed_s - float(handler_s)) + float(ready)
     cv = result.get("train_cv")
     if isinstance(cv, int | float) and math.isfinite(cv) and cv >= 0:
         out["train_cv"] = float(cv)
+    period = result.get("cpu_period_s")
+    if isinstance(period, int | float) and math.isfinite(period) and period > 0:
+        out["cpu_period_s"] = float(period)
     return out
 
 

@@ -32,7 +32,12 @@ PROFILE_COLUMNS = (
     "startup_s",
     "train_cv",
     "eval_s_per_sample",
+    "eval_fixed_s",
+    "data_upload_s",
+    "cpu_period_s",
 )
+# the whole job's columns: optional, each a number >= 0
+JOB_COLUMNS = PROFILE_COLUMNS[PROFILE_COLUMNS.index("startup_s") :]
 _REQUIRED_COLUMNS = ("memory_mb", "batch_size", "train_s", "trans_s")
 
 
@@ -58,10 +63,16 @@ class ProfileSample:
     num_params: int | None = None
     # The whole job's terms (absent in profiles written before them): the function's start-up
     # (invocation to model ready: process, imports, data, model), the spread of single
-    # training iterations (std / mean), and the driver's evaluation seconds per sample.
+    # training iterations (std / mean), the driver's evaluation seconds per sample and its
+    # fixed part (building the model, loading the weights, a cold first pass), and the driver's
+    # upload of the training set (the coordinator puts it as the workers' partitions).
     startup_s: float | None = None
     train_cv: float | None = None
     eval_s_per_sample: float | None = None
+    eval_fixed_s: float | None = None
+    data_upload_s: float | None = None
+    # The platform's CPU period where it duty-cycles a share below one vCPU (None: not said).
+    cpu_period_s: float | None = None
 
     def __post_init__(self) -> None:
         # A whole float (1024.0) is accepted and stored as an int.
@@ -84,7 +95,7 @@ class ProfileSample:
             value = getattr(self, name)
             if value is not None:
                 positive_number(value, name)
-        for name in ("startup_s", "train_cv", "eval_s_per_sample"):
+        for name in JOB_COLUMNS:
             value = getattr(self, name)
             if value is not None:
                 finite_number(value, name, minimum=0.0)
@@ -224,6 +235,9 @@ def _sample_from_cells(row: dict[str, str]) -> ProfileSample:
         startup_s=number("startup_s"),
         train_cv=number("train_cv"),
         eval_s_per_sample=number("eval_s_per_sample"),
+        eval_fixed_s=number("eval_fixed_s"),
+        data_upload_s=number("data_upload_s"),
+        cpu_period_s=number("cpu_period_s"),
     )
 
 

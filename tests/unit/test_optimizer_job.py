@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -16,6 +17,7 @@ from fasdl.optimizer.job import (
     PROGRESS_EVERY_S,
     expected_max_std_normal,
     iterations_per_round,
+    quota_wait_s,
     request_counts,
     rounds,
     straggler_wait_s,
@@ -137,6 +139,30 @@ def test_whole_job_terms_add_up():
     assert float(ev.gb_seconds) == pytest.approx(W * M / 1024 * (total - 2.0))
 
 
+def test_evaluation_fixed_part_and_the_data_upload_are_timed_but_not_billed():
+    """The cold evaluation's fixed part and the coordinator's upload of the partitions (once,
+    before the first round) lengthen the job; neither runs in a function, so neither is billed."""
+    base = dict(startup_fixed_s=1.0, startup_cpu_s=3.0, eval_s_per_sample=0.001)
+    scenario = dict(prices=load_prices("aws"), samples=50_000, epochs=2, func_time_s=60)
+    plain = evaluate(
+        Scenario(coeffs=_coeffs(**base), test_samples=2000, **scenario), 8, 2, 1769, 0.05, 0.04
+    )
+    more = evaluate(
+        Scenario(coeffs=_coeffs(**base, eval_fixed_s=0.3, data_upload_s=0.7), test_samples=2000,
+                 **scenario),
+        8, 2, 1769, 0.05, 0.04,
+    )  # fmt: skip
+    assert float(more.evaluation_s) == pytest.approx(float(plain.evaluation_s) + 0.3)
+    assert float(more.startup_s) == pytest.approx(float(plain.startup_s) + 0.7)
+    assert float(more.time_s) == pytest.approx(float(plain.time_s) + 1.0)
+    assert float(more.gb_seconds) == pytest.approx(float(plain.gb_seconds))
+    # no test set, no evaluation at all (the coordinator skips it)
+    none = evaluate(
+        Scenario(coeffs=_coeffs(**base, eval_fixed_s=0.3), **scenario), 8, 2, 1769, 0.05, 0.04
+    )
+    assert float(none.evaluation_s) == 0.0
+
+
 def test_old_coefficient_files_still_load(tmp_path):
     """A coeffs.json written before the job's keys existed loads, and leaves the terms out."""
     old = {
@@ -188,6 +214,42 @@ def test_the_fit_separates_what_scales_with_the_cpu_share():
     assert fit_job(falling).startup_fixed_s == 0.0
     old = fit_job([row(885, 16), row(1769, 16)])
     assert all(v is None for v in old.coefficients().values()) and old.startup_points == 0
+
+
+def test_the_quota_wait_is_half_a_stop_of_a_fractional_cpu_and_only_among_peers():
+    # q = 0.5 with a 50 ms period: stopped 25 ms of every period, 12.5 ms on average
+    assert float(quota_wait_s(884.5, 4, 0.05)) == pytest.approx(0.0125)
+    assert float(quota_wait_s(1769 * 0.65, 3, 0.05)) == pytest.approx(0.35 * 0.025)
+    # a whole vCPU or more is never stopped; one worker has no peers to hold up; no period known
+    assert float(quota_wait_s(1769, 4, 0.05)) == 0.0 and float(quota_wait_s(3538, 4, 0.05)) == 0.0
+    assert float(quota_wait_s(884.5, 1, 0.05)) == 0.0
+    assert float(quota_wait_s(884.5, 4, None)) == 0.0
+    # in the job: every iteration of the loop waits it, and the functions are billed for it
+    base = dict(prices=load_prices("aws"), samples=50_000, epochs=2, func_time_s=900)
+    plain = evaluate(Scenario(coeffs=_coeffs(), **base), 4, 2, 885, 0.05, 0.04)
+    quota = evaluate(Scenario(coeffs=_coeffs(cpu_period_s=0.05), **base), 4, 2, 885, 0.05, 0.04)
+    extra = float(quota.iterations) * float(quota_wait_s(885, 4, 0.05))
+    assert extra > 0
+    assert float(quota.loop_s) == pytest.approx(float(plain.loop_s) + extra)
+    assert float(quota.gb_seconds) == pytest.approx(
+        float(plain.gb_seconds) + 4 * 885 / 1024 * extra
+    )
+
+
+def test_with_a_known_cpu_period_the_spread_is_fitted_where_no_quota_stops_the_function():
+    from fasdl.profiler.fit import fit_job
+    from fasdl.profiler.records import ProfileSample
+
+    rows = [
+        ProfileSample(m, 16, 0.1, 0.01, train_cv=cv, cpu_period_s=0.05)
+        for m, cv in ((885, 0.30), (1152, 0.35), (1769, 0.03), (1769, 0.05))
+    ]
+    job = fit_job(rows)
+    assert job.cpu_period_s == 0.05
+    assert job.train_cv == pytest.approx(0.04) and job.train_cv_cpu == 0.0
+    # without the period, the quota's stops stay in the spread, fitted over every run
+    unknown = fit_job([dataclasses.replace(r, cpu_period_s=None) for r in rows])
+    assert unknown.cpu_period_s is None and unknown.train_cv_cpu > 0
 
 
 def test_a_given_configuration_is_priced_as_the_search_prices_its_choice():
