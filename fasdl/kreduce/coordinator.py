@@ -44,6 +44,8 @@ from fasdl.training.evaluate import evaluate_weights, load_weights
 log = logging.getLogger(__name__)
 
 START_SLACK_S = 120.0  # how long a round may take to start all its functions
+BARRIER_POLL_INITIAL_S = 0.01  # the first pause between polls of the start barrier
+BARRIER_POLL_MAX_S = 0.05  # the longest: the go follows the last arrival within this
 
 
 @dataclass(frozen=True)
@@ -395,17 +397,22 @@ def _run_round(
             )
         )
     # Start barrier: every worker says it is ready; then one go, with the earliest deadline.
+    # The workers start together, so the first missing one is polled alone (a GET per pause, not
+    # one per missing worker); once it is there, the others are read in turn until one misses.
+    # So the pause can stay short (the go follows the last arrival within BARRIER_POLL_MAX_S)
+    # without a GET per worker per pause.
     arrived: dict[int, float] = {}
-    delay = 0.01
+    delay = BARRIER_POLL_INITIAL_S
     barrier_deadline = time.monotonic() + START_SLACK_S
     while len(arrived) < cfg.num_workers:
         missing = sorted(set(range(cfg.num_workers)) - set(arrived))
         _check_failures(invs, f"starting round {rnd} (workers {missing} not started yet)", done)
-        for w in range(cfg.num_workers):
-            if w not in arrived:
-                key = keys.arrived(w)
-                with contextlib.suppress(ObjectNotFound):
-                    arrived[w] = json_number(decode_json(store.get(key), key), "deadline", key)
+        for w in missing:
+            key = keys.arrived(w)
+            try:
+                arrived[w] = json_number(decode_json(store.get(key), key), "deadline", key)
+            except ObjectNotFound:
+                break
         if len(arrived) < cfg.num_workers:
             if time.monotonic() > barrier_deadline:
                 raise RoundFailed(
@@ -414,7 +421,7 @@ def _run_round(
                     reached=done,
                 )
             time.sleep(delay)
-            delay = min(delay * 1.5, 0.25)
+            delay = min(delay * 1.5, BARRIER_POLL_MAX_S)
     store.put(keys.go(), json.dumps({"deadline": min(arrived.values())}).encode())
 
     # Follow progress until every invocation of the round has finished.
