@@ -32,11 +32,17 @@ PROGRESS_EVERY_S = 1.0  # kreduce.worker: aggregator 0 puts its progress this of
 COORDINATOR_POLL_S = 0.5  # kreduce.coordinator: it reads the progress this often while it waits
 CHECKPOINT_VECTORS = 2  # a checkpoint holds the weights and the optimizer's momentum
 
-# GETs sent per GET that carries data: a wait polls the exact key until it appears, and the
-# protocol is held to at most 1.25x the data GETs in all (its polls included). Measured by
-# benchmarks/predict.py: 1.10 (W=2, K=1), 1.21 (W=4, K=2), 1.40 (W=3, K=3 over 9 rounds: each
-# round learns its arrivals anew). A user checks it from a run's ``requests`` against the plan's.
-POLL_FACTOR = 1.25
+# GETs sent per GET that carries data: a wait polls the exact key until it appears. Where the
+# sender does not wait for the receiver (a non-aggregator's stale merged chunks, an aggregator's
+# pieces from non-aggregators) the first GET goes when the sender's stamps say the object is due
+# (``kreduce.protocol``), and few miss; aggregators waiting for each other (and synchronous
+# non-aggregators for the merged chunk of their own iteration) poll at once, and miss whenever
+# the peer is late. Measured in the jobs of benchmarks/predict.py (training between exchanges):
+# 1.20 for W=2, K=1 (all scheduled), 1.77 for W=3, K=3 (all in a ring), and W=4, K=2, with 2/3
+# of its data GETs scheduled, 1.43 (1.25·2/3 + 1.75·1/3 = 1.42). A user checks them from a run's
+# ``requests`` against the plan's.
+POLL_FACTOR = 1.25  # scheduled waits
+RING_POLL_FACTOR = 1.75  # waits in a ring
 
 KEYS_PER_DELETE = 1000  # S3 DeleteObjects takes up to 1,000 keys in one request
 _EPS = 1e-9
@@ -148,12 +154,14 @@ def request_counts(
     synchronous: bool = False,
 ) -> dict[str, np.ndarray]:
     """The store requests of a whole job, by kind: the protocol's data-carrying requests, its
-    polls (``POLL_FACTOR``), and the per-round and per-job bookkeeping.
+    polls (``POLL_FACTOR`` for scheduled waits, ``RING_POLL_FACTOR`` for the rest), and the
+    per-round and per-job bookkeeping.
 
     Per iteration: every worker puts the pieces of the chunks it does not own (K−1 or K), each
     aggregator gets W−1 pieces, puts its merged chunk, gets the K−1 other merged chunks and
     deletes what it consumed in one request; each non-aggregator gets the K merged chunks:
-    W·K PUTs, 2K(W−1) data GETs, K DELETEs. Per round and worker: the partition (GET), the
+    W·K PUTs, 2K(W−1) data GETs, K DELETEs. Of the data GETs, the 2K(K−1) between aggregators
+    are in a ring, and so are the non-aggregators' K(W−K) when they are synchronous. Per round and worker: the partition (GET), the
     barrier (PUT arrived, GET go), the log (PUT), and between rounds a checkpoint (PUT, GET).
     Per job: the partitions (W PUTs), the model, the job's state and summary; aggregator 0's
     progress (a PUT per ``PROGRESS_EVERY_S``) and the coordinator's reads of it (a GET per
@@ -164,7 +172,9 @@ def request_counts(
         for x in (iterations, num_workers, num_aggregators, rounds, loop_s, job_s)
     )
     restarts = R - 1
+    ring = 2 * K * (K - 1) + (K * (W - K) if synchronous else 0.0)
     data_gets = its * 2 * K * (W - 1)
+    ring_gets = its * ring
     # A resumed aggregator puts its merged chunk again for the non-aggregators (K-Reduce only).
     republish = 0.0 if synchronous else restarts * np.where(K < W, K, 0.0)
     put = (
@@ -177,7 +187,8 @@ def request_counts(
         + np.floor(loop / PROGRESS_EVERY_S)
     )
     get = (
-        POLL_FACTOR * data_gets
+        POLL_FACTOR * (data_gets - ring_gets)
+        + RING_POLL_FACTOR * ring_gets
         + R * 2 * W  # partition and go per worker and round
         + restarts * W  # checkpoints
         + 1  # the model, for the final evaluation

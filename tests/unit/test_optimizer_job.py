@@ -81,25 +81,27 @@ def test_rounds():
 
 
 def test_request_counts_per_iteration_follow_the_protocol():
-    """Against a count of the protocol's steps, worker by worker (one round, no polls)."""
+    """Against a count of the protocol's steps, worker by worker (one round): each data GET
+    with the polls of its kind of wait (scheduled, or in a ring of aggregators)."""
     W, K, its = 6, 2, 10
-    puts = gets = 0
+    puts = gets = ring = 0
     for w in range(W):
         aggregator = w < K
         puts += (K - 1 if aggregator else K) * its  # the pieces of chunks it does not own
         if aggregator:
-            gets += (W - 1) * its  # the pieces of its chunk
+            gets += (W - K) * its  # the pieces of its chunk from non-aggregators
+            ring += (K - 1) * its  # ... and from the other aggregators
             puts += its  # its merged chunk
-            gets += (K - 1) * its  # the other merged chunks
+            ring += (K - 1) * its  # the other merged chunks
         else:
-            gets += K * its  # every merged chunk
+            gets += K * its  # every merged chunk, stale: not waited for in a ring
     r = request_counts(
         iterations=its, num_workers=W, num_aggregators=K, rounds=1, loop_s=0, job_s=0
     )
     bookkeeping_puts = W + (2 * W + 2) + 4  # partitions; arrived, logs, go, state; final objects
     bookkeeping_gets = 2 * W + 1  # partitions, go; the model
     assert float(r["PUT"]) == puts + bookkeeping_puts
-    assert float(r["GET"]) == pytest.approx(1.25 * gets + bookkeeping_gets)
+    assert float(r["GET"]) == pytest.approx(1.25 * gets + 1.75 * ring + bookkeeping_gets)
     assert float(r["DELETE"]) == K * its + 3 + 4
 
 

@@ -110,7 +110,8 @@ def test_one_configuration_term_by_term():
         + math.floor(iterations * iteration / 1.0)  # progress
     )
     gets = (
-        1.25 * iterations * 2 * K * (W - 1)  # data, polls included
+        1.25 * iterations * 2 * K * (W - K)  # data from and to non-aggregators, polls included
+        + 1.75 * iterations * 2 * K * (K - 1)  # data between aggregators (a ring), polls included
         + invocations * 2 * W  # partitions, go
         + restarts * W  # checkpoints
         + 1  # the model
