@@ -281,24 +281,20 @@ def evaluation_cost(
     return warm / len(x), max(0.0, cold - warm)
 
 
-def data_upload_seconds(store: Any, train: Any, repeats: int = 3) -> float:
+def data_upload_seconds(store: Any, train: Any) -> float:
     """Seconds to encode the training set and put it, as the coordinator puts the workers'
-    partitions before the first round: the median of ``repeats`` (one put varied 0.13-0.53 s
-    for 123 MB on the file store here). Each object is deleted at once."""
-    import statistics
-
+    partitions before the first round: once, as the coordinator does, in a process that has not
+    put it before (a second put in the same process took a third to two thirds of the first on
+    the file store here: page faults and cache). The object is deleted at once."""
     from fasdl.data import dataset_to_bytes
 
-    times = []
-    for _ in range(repeats):
-        key = f"{DATA_PREFIX}/{secrets.token_hex(6)}/upload.npz"
-        t0 = time.perf_counter()
-        try:
-            store.put(key, dataset_to_bytes(train))
-            times.append(time.perf_counter() - t0)
-        finally:
-            store.delete(key)
-    return statistics.median(times)
+    key = f"{DATA_PREFIX}/{secrets.token_hex(6)}/upload.npz"
+    t0 = time.perf_counter()
+    try:
+        store.put(key, dataset_to_bytes(train))
+        return time.perf_counter() - t0
+    finally:
+        store.delete(key)
 
 
 def run_profile(
