@@ -40,6 +40,7 @@ from typing import Any
 from fasdl.kreduce.config import JobConfig
 from fasdl.kreduce.keys import Keys
 from fasdl.kreduce.logs import IterationLog, iteration_stats, mean_stats, read_worker_logs
+from fasdl.perf.coefficients import JOB_KEYS, REQUIRED_KEYS
 from fasdl.platform.limits import MB_PER_VCPU, vcpus_for_memory
 from fasdl.store import open_store
 
@@ -474,24 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         "configs": [cfg.__dict__ for cfg in CONFIGS],
         "cpu_count": os.cpu_count(),
         "workdir": str(workdir),
-        "coeffs": {
-            k: getattr(c, k) or 0.0
-            for k in (
-                "a",
-                "b",
-                "m",
-                "k1",
-                "k2",
-                "model_size_mb",
-                "startup_fixed_s",
-                "startup_cpu_s",
-                "train_cv",
-                "train_cv_cpu",
-                "eval_s_per_sample",
-                "eval_fixed_s",
-                "data_upload_s",
-            )
-        },
+        "coeffs": {k: getattr(c, k) or 0.0 for k in (*REQUIRED_KEYS, *JOB_KEYS)},
         "gamma": gamma,
         "batch_size_agg": batch_size_agg(c.b, gamma),
         "runs": results,

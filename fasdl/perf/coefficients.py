@@ -33,21 +33,6 @@ from fasdl.platform.limits import vcpus_for_memory
 from fasdl.validate import finite_number, whole_number
 
 REQUIRED_KEYS = ("a", "b", "m", "k1", "k2", "model_size_mb")
-OPTIONAL_KEYS = (
-    "num_params",
-    "min_memory_mb",
-    "max_memory_mb",
-    "startup_fixed_s",
-    "startup_cpu_s",
-    "train_cv",
-    "train_cv_cpu",
-    "eval_s_per_sample",
-    "eval_fixed_s",
-    "data_upload_s",
-    "cpu_period_s",
-    "transfer",
-    "provenance",
-)
 # The whole job's terms beyond the training loop (``fasdl profile`` measures them, ``fasdl fit``
 # writes them; absent, the term is left out of the prediction, as before they existed).
 JOB_KEYS = (
@@ -59,6 +44,14 @@ JOB_KEYS = (
     "eval_fixed_s",
     "data_upload_s",
     "cpu_period_s",
+)
+OPTIONAL_KEYS = (
+    "num_params",
+    "min_memory_mb",
+    "max_memory_mb",
+    *JOB_KEYS,
+    "transfer",
+    "provenance",
 )
 _FIT_HINT = "run `fasdl fit profile.csv --out coeffs.json`"
 
