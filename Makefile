@@ -30,6 +30,7 @@ bench: $(READY)
 	$(BIN)/python benchmarks/platform_cpu.py
 	$(BIN)/python benchmarks/store_throughput.py
 	$(BIN)/python benchmarks/comm.py
+	$(BIN)/python benchmarks/allocator.py
 
 ## setup: create or update .venv with fasdl and its dev tools, pinned by constraints.txt
 setup:

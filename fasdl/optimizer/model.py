@@ -427,11 +427,12 @@ def prediction_at(ev: Evaluation, batch_size_agg: int, index: Any = ()) -> Predi
         per_iteration_s={
             "train": f(ev.train_s), "transform": f(ev.transform_s), "upload": f(ev.upload_s),
             "aggregate": f(ev.aggregate_s), "download": f(ev.download_s),
+            "quota_wait": f(ev.quota_s),
         },
         iteration_s=f(ev.iteration_s),
         job_s={
-            "loop": f(ev.loop_s), "straggler": f(ev.straggler_s) * f(ev.iterations),
-            "quota_wait": f(ev.quota_s) * f(ev.iterations),
+            # the waits for peers: the slowest worker's spread and the CPU quota's stops
+            "loop": f(ev.loop_s), "straggler": (f(ev.straggler_s) + f(ev.quota_s)) * f(ev.iterations),
             "startup": f(ev.startup_s), "checkpoint": f(ev.checkpoint_s),
             "evaluation": f(ev.evaluation_s),
         },
