@@ -227,7 +227,7 @@ def model_info(
         raise InvalidInput(
             "model", f"{cfg.model} does not run on {cfg.dataset} (input {input_shape}): {e}"
         ) from e
-    per_sample, fixed = evaluation_cost(cfg, model, num_classes, test, probe)
+    per_sample, fixed = evaluation_cost(cfg, model, num_classes, input_shape, test, probe)
     return ModelInfo(
         cfg.model,
         count_parameters(model),
@@ -240,16 +240,23 @@ def model_info(
 
 
 EVAL_REPEATS = 3
+EVAL_SAMPLES = 1000  # test samples timed at most: the cost per sample is flat beyond a batch
 
 
 def evaluation_cost(
-    cfg: ProfileConfig, model: Any, num_classes: int, test: Any, probe: Any
+    cfg: ProfileConfig,
+    model: Any,
+    num_classes: int,
+    input_shape: tuple[int, int, int],
+    test: Any,
+    probe: Any,
 ) -> tuple[float | None, float | None]:
     """(seconds per sample, fixed seconds) of the coordinator's final evaluation, run by the same
     code (``fasdl.training.evaluate``): per sample, the best of ``EVAL_REPEATS`` warm passes;
     fixed, what a cold run (a new model built, the weights loaded from bytes, the first pass)
-    takes beyond that, the best of ``EVAL_REPEATS``. On the test set when given (the size the
-    job evaluates), else on ``probe`` (no labels: the fixed part is not measured)."""
+    takes beyond that, the best of ``EVAL_REPEATS``. On the first ``EVAL_SAMPLES`` of the test
+    set when given (in the coordinator's batches), else on ``probe`` (no labels: the fixed part
+    is not measured)."""
     import numpy as np
 
     from fasdl.training import state_dict_bytes
@@ -258,7 +265,7 @@ def evaluation_cost(
 
     steady_allocator()  # the coordinator's regime
     if test is not None and len(test.y):
-        x, y = np.asarray(test.x), np.asarray(test.y)
+        x, y = np.asarray(test.x[:EVAL_SAMPLES]), np.asarray(test.y[:EVAL_SAMPLES])
     else:
         x, y = np.asarray(probe), None
     if len(x) == 0:
@@ -272,11 +279,10 @@ def evaluation_cost(
     if y is None:
         return warm / len(x), None
     blob = state_dict_bytes(model)
-    shape = (int(x.shape[1]), int(x.shape[2]), int(x.shape[3]))
     cold = math.inf
     for _ in range(EVAL_REPEATS):
         t0 = time.perf_counter()
-        evaluate_weights(cfg.model, cfg.seed, num_classes, shape, blob, x, y)
+        evaluate_weights(cfg.model, cfg.seed, num_classes, input_shape, blob, x, y)
         cold = min(cold, time.perf_counter() - t0)
     return warm / len(x), max(0.0, cold - warm)
 
