@@ -33,6 +33,7 @@ from fasdl.platform import Handler
 from fasdl.store import open_store
 from fasdl.training import (
     ModelVector,
+    MomentumSGD,
     load_checkpoint,
     make_optimizer,
     save_checkpoint,
@@ -236,7 +237,7 @@ def _kill_point(task: WorkerTask) -> int:
 
 
 def _resume(
-    blob: bytes, key: str, vec: ModelVector, opt: torch.optim.Optimizer, model: torch.nn.Module
+    blob: bytes, key: str, vec: ModelVector, opt: MomentumSGD, model: torch.nn.Module
 ) -> int:
     """Load the checkpoint ``blob`` (read at ``key``); the iteration it was saved at."""
     try:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from fasdl.models import build_model
+from fasdl.training.sgd import MomentumSGD
 from fasdl.training.vector import ModelVector
 
 _INIT_LOCK = threading.Lock()  # the global RNG: inline workers share a process
@@ -28,14 +29,14 @@ def seeded_model(
 
 def make_optimizer(
     model: nn.Module, *, lr: float, momentum: float, weight_decay: float = 0.0
-) -> torch.optim.Optimizer:
-    """SGD with momentum: the optimizer of every FasDL job (and of every profiled iteration)."""
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+) -> MomentumSGD:
+    """SGD with momentum: the optimizer of every FasDL job (and of every profiled iteration).
+    ``torch.optim.SGD``'s update, without the import of ``torch._dynamo`` it costs
+    (``fasdl.training.sgd``)."""
+    return MomentumSGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
-def train_step(
-    model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
-) -> float:
+def train_step(model: nn.Module, opt: MomentumSGD, x: torch.Tensor, y: torch.Tensor) -> float:
     """One forward, backward and optimizer step on one batch; returns the batch's loss."""
     model.train()
     opt.zero_grad(set_to_none=True)
@@ -50,9 +51,7 @@ def _integer_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: b for n, b in model.named_buffers() if not b.is_floating_point()}
 
 
-def save_checkpoint(
-    iteration: int, vec: ModelVector, opt: torch.optim.Optimizer, model: nn.Module
-) -> bytes:
+def save_checkpoint(iteration: int, vec: ModelVector, opt: MomentumSGD, model: nn.Module) -> bytes:
     """The weights (the model's vector), its integer buffers and the optimizer's state after
     ``iteration``: everything a resumed worker needs to go on exactly as if it never stopped."""
     buf = io.BytesIO()
@@ -68,9 +67,7 @@ def save_checkpoint(
     return buf.getvalue()
 
 
-def load_checkpoint(
-    blob: bytes, vec: ModelVector, opt: torch.optim.Optimizer, model: nn.Module
-) -> int:
+def load_checkpoint(blob: bytes, vec: ModelVector, opt: MomentumSGD, model: nn.Module) -> int:
     """Restore what ``save_checkpoint`` saved into ``vec``, ``model`` and ``opt``; returns its
     iteration."""
     state = torch.load(io.BytesIO(blob), weights_only=True)
