@@ -44,6 +44,7 @@ from fasdl.training import (
 from fasdl.training.allocator import steady_allocator
 
 PROGRESS_EVERY_S = 1.0
+GO_POLL_MAX_S = 0.05  # the longest pause between a worker's reads of the coordinator's go
 # A test hook: every iteration lasts at least this long (seconds), so a test can make a job
 # outlast its functions' time limit by construction, whatever the machine's speed.
 MIN_ITERATION_ENV = "FASDL_TEST_MIN_ITERATION_S"
@@ -125,6 +126,7 @@ def run_worker(task: WorkerTask, context: Any) -> WorkerResult:
             keys.go(),
             timeouts.start_s(),
             what=f"the coordinator's start signal of round {rnd} (attempt {task.attempt})",
+            poll_max_s=GO_POLL_MAX_S,
         ),
         keys.go(),
     )

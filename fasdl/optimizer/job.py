@@ -2,8 +2,9 @@
 and the requests the protocol really sends. Pure functions of numbers (numpy, vectorised).
 
     time  = rounds·startup(M) + upload             every round starts W functions (process,
-                                                   imports, partition, model, barrier); the
-                                                   coordinator puts the partitions once
+                                                   imports, model; the largest partition's
+                                                   load; the barrier); the coordinator puts
+                                                   the partitions once
           + I·(T_iter + wait_W + wait_q)           the loop, with the expected wait for the slowest
                                                    of W workers' training (the profile's spread)
                                                    and for a peer stopped by its CPU quota
@@ -30,6 +31,8 @@ from fasdl.platform.limits import vcpus_for_memory
 STOP_AHEAD_ITERATIONS = 2 * 1.25  # kreduce.worker._plan_stop: stop when < 2.5 iterations are left
 PROGRESS_EVERY_S = 1.0  # kreduce.worker: aggregator 0 puts its progress this often
 COORDINATOR_POLL_S = 0.5  # kreduce.coordinator: it reads the progress this often while it waits
+BARRIER_POLL_MAX_S = 0.05  # kreduce.coordinator: its longest pause between reads of the barrier
+GO_POLL_MAX_S = 0.05  # kreduce.worker: a worker's longest pause between reads of the go
 CHECKPOINT_VECTORS = 2  # a checkpoint holds the weights and the optimizer's momentum
 
 # GETs sent per GET that carries data: a wait polls the exact key until it appears. Where the
@@ -46,6 +49,13 @@ RING_POLL_FACTOR = 1.75  # waits in a ring
 
 KEYS_PER_DELETE = 1000  # S3 DeleteObjects takes up to 1,000 keys in one request
 _EPS = 1e-9
+
+
+def barrier_s() -> float:
+    """Seconds from the last worker's arrival at the start barrier to the first iteration: the
+    coordinator sees it within ``BARRIER_POLL_MAX_S`` and puts the go, which the waiting workers
+    see within ``GO_POLL_MAX_S``; half of each on average."""
+    return (BARRIER_POLL_MAX_S + GO_POLL_MAX_S) / 2
 
 
 def stop_margin_s(func_time_s: Any) -> Any:

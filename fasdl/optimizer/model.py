@@ -30,6 +30,7 @@ import numpy as np
 
 from fasdl.errors import InvalidInput
 from fasdl.optimizer.job import (
+    barrier_s,
     checkpoint_s,
     iterations_per_round,
     quota_wait_s,
@@ -313,7 +314,13 @@ def evaluate(
         )
         # The whole job (fasdl/optimizer/job.py): the loop with the wait for the slowest
         # worker, a start-up per round, checkpoints between rounds, the final evaluation.
-        startup_each = c.startup_s(M)
+        # A round's start: the function, the largest partition's load (partitions follow the
+        # batches), the barrier.
+        largest = scenario.samples * np.maximum(B, A) / np.maximum(global_batch, 1)
+        largest = np.where(np.isfinite(largest), np.maximum(largest, 0.0), 0.0)
+        # (the barrier with the start-up it follows: a coeffs.json without it leaves both out)
+        barrier = 0.0 if c.startup_fixed_s is None and c.startup_cpu_s is None else barrier_s()
+        startup_each = c.startup_s(M) + c.partition_load_s(M, largest) + barrier
         straggler = straggler_wait_s(train, c.train_cv_at(M), W)
         quota = quota_wait_s(M, W, c.cpu_period_s)
         step = iteration + straggler + quota

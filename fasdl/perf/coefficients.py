@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fasdl.errors import InvalidInput
 from fasdl.perf.transfer import TransferModel, transfer_from_dict
 from fasdl.platform.limits import vcpus_for_memory
@@ -38,6 +40,7 @@ REQUIRED_KEYS = ("a", "b", "m", "k1", "k2", "model_size_mb")
 JOB_KEYS = (
     "startup_fixed_s",
     "startup_cpu_s",
+    "load_cpu_s_per_sample",
     "train_cv",
     "train_cv_cpu",
     "eval_s_per_sample",
@@ -73,6 +76,9 @@ class Coefficients:
     # startup_fixed_s + startup_cpu_s / vCPUs(M), the CPU work scaling with the CPU share.
     startup_fixed_s: float | None = None
     startup_cpu_s: float | None = None
+    # Then a worker loads its partition (get, decode, copy): CPU-seconds per sample at one vCPU,
+    # one thread's work (``partition_load_s``).
+    load_cpu_s_per_sample: float | None = None
     # The spread (std / mean) of one iteration's training time at memory M:
     # train_cv + train_cv_cpu / vCPUs(M) (a small CPU share is handed out in coarser slices).
     train_cv: float | None = None
@@ -135,6 +141,16 @@ class Coefficients:
         fixed = self.startup_fixed_s or 0.0
         cpu = self.startup_cpu_s or 0.0
         return fixed + cpu / vcpus_for_memory(memory_mb)
+
+    def partition_load_s(self, memory_mb: Any, samples: Any) -> Any:
+        """Seconds for a worker at ``memory_mb`` to load a partition of ``samples`` samples
+        before its first iteration: 0 when the profile did not measure it."""
+        per_sample = self.load_cpu_s_per_sample or 0.0
+        return (
+            per_sample
+            * np.asarray(samples, dtype=float)
+            / np.minimum(1.0, vcpus_for_memory(memory_mb))
+        )
 
     def train_cv_at(self, memory_mb: Any) -> Any:
         """The spread of one iteration's training time at ``memory_mb``: 0 when not measured."""

@@ -329,7 +329,8 @@ def _json_float(x: float) -> float | None:
 class JobFit:
     """Start-up ``startup_fixed_s + startup_cpu_s / vCPUs(M)`` and the spread of single training
     iterations ``train_cv + train_cv_cpu / vCPUs(M)`` (non-negative least squares over the runs),
-    and the medians of the evaluation's seconds per sample and fixed seconds and of the upload
+    the CPU-seconds to load one sample of a worker's partition (median of the runs' seconds per
+    sample times min(1, vCPUs(M))), and the medians of the evaluation's seconds per sample and fixed seconds and of the upload
     of the training set; None where the profile did not measure them (profiles written before
     they existed)."""
 
@@ -342,11 +343,13 @@ class JobFit:
     eval_fixed_s: float | None = None
     data_upload_s: float | None = None
     cpu_period_s: float | None = None
+    load_cpu_s_per_sample: float | None = None
 
     def coefficients(self) -> dict[str, float | None]:
         return {
             "startup_fixed_s": self.startup_fixed_s,
             "startup_cpu_s": self.startup_cpu_s,
+            "load_cpu_s_per_sample": self.load_cpu_s_per_sample,
             "train_cv": self.train_cv,
             "train_cv_cpu": self.train_cv_cpu,
             "eval_s_per_sample": self.eval_s_per_sample,
@@ -395,6 +398,12 @@ def fit_job(samples: Sequence[ProfileSample]) -> JobFit:
     if period is not None and whole:
         cvs = whole
     evals = [s.eval_s_per_sample for s in ok if s.eval_s_per_sample is not None]
+    # The data's load is one thread's work: it runs at min(1, vCPUs) of a core.
+    loads = [
+        s.load_s_per_sample * min(1.0, vcpus_for_memory(float(s.memory_mb)))
+        for s in ok
+        if s.load_s_per_sample is not None
+    ]
 
     fixed, cpu = fixed_plus_per_vcpu(*zip(*starts, strict=True)) if starts else (None, None)
     cv, cv_cpu = fixed_plus_per_vcpu(*zip(*cvs, strict=True)) if cvs else (None, None)
@@ -408,4 +417,5 @@ def fit_job(samples: Sequence[ProfileSample]) -> JobFit:
         eval_fixed_s=median("eval_fixed_s"),
         data_upload_s=median("data_upload_s"),
         cpu_period_s=period,
+        load_cpu_s_per_sample=float(np.median(loads)) if loads else None,
     )

@@ -50,6 +50,7 @@ class FitReport:
             "job": {
                 "startup_fixed_s": self.coeffs.startup_fixed_s,
                 "startup_cpu_s": self.coeffs.startup_cpu_s,
+                "load_cpu_s_per_sample": self.coeffs.load_cpu_s_per_sample,
                 "train_cv": self.coeffs.train_cv,
                 "train_cv_cpu": self.coeffs.train_cv_cpu,
                 "eval_s_per_sample": self.coeffs.eval_s_per_sample,
@@ -114,6 +115,8 @@ def fit_files(
         "job": {
             "startup": "startup_fixed_s + startup_cpu_s / vCPUs(M), least squares over "
             f"{job.startup_points} runs",
+            "load_cpu_s_per_sample": "median over the runs of the function's load of its data "
+            "(get, decode, copy) per sample, times min(1, vCPUs(M))",
             "train_cv": "train_cv + train_cv_cpu / vCPUs(M), least squares over the runs' "
             "std/mean of single training iterations",
             "eval_s_per_sample": "median over the runs of the driver's forward pass per sample",

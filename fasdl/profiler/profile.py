@@ -240,6 +240,9 @@ def model_info(
 
 
 EVAL_REPEATS = 3
+# Samples each profiling function loads (get, decode, copy) and times: a worker loads its
+# partition of D/W samples before its first iteration, at a cost per sample (``load_s_per_sample``).
+LOAD_SAMPLES = 2000
 EVAL_SAMPLES = 1000  # test samples timed at most: the cost per sample is flat beyond a batch
 
 
@@ -328,8 +331,9 @@ def run_profile(
     store = open_store(cfg.store)
     train, test = load_dataset(cfg.dataset, seed=cfg.seed, store=store)
     max_batch = max(cfg.batch_sizes)
-    # Enough samples for varied batches; a dataset smaller than a batch is drawn with replacement.
-    n = min(len(train), 2 * max_batch)
+    # Enough samples for varied batches and to time the data's load per sample (a worker loads
+    # thousands); a dataset smaller than a batch is drawn with replacement.
+    n = min(len(train), max(2 * max_batch, LOAD_SAMPLES))
     sample = train.subset(
         np.sort(np.random.default_rng(cfg.seed).choice(len(train), n, replace=False)),
         name=f"{train.name}-profile",
@@ -432,12 +436,24 @@ def pair_result(inv: Invocation, info: ModelInfo, batch_size: int) -> PairResult
 
 def startup_and_spread(result: dict[str, Any], billed_s: float) -> dict[str, float | None]:
     """A profiling function's start-up (what the platform billed before and after the handler,
-    plus the handler's own time to a ready model), its single iterations' spread, and the
-    period in which the platform hands out its CPU share (where the platform says)."""
-    out: dict[str, float | None] = {"startup_s": None, "train_cv": None, "cpu_period_s": None}
+    plus the handler's own time to a ready model, less its data's load), the load of its data
+    per sample, its single iterations' spread, and the period in which the platform hands out
+    its CPU share (where the platform says)."""
+    out: dict[str, float | None] = {
+        "startup_s": None,
+        "load_s_per_sample": None,
+        "train_cv": None,
+        "cpu_period_s": None,
+    }
     ready, handler_s = result.get("model_ready_s"), result.get("handler_s")
+    load_s, samples = result.get("data_load_s"), result.get("data_samples")
+    load: float | None = None
+    if isinstance(samples, int) and samples > 0 and _non_negative(load_s):
+        load = float(load_s)  # type: ignore[arg-type]
+        out["load_s_per_sample"] = load / samples
     if isinstance(ready, int | float) and isinstance(handler_s, int | float) and billed_s > 0:
-        out["startup_s"] = max(0.0, billed_s - float(handler_s)) + float(ready)
+        start = max(0.0, billed_s - float(handler_s)) + float(ready)
+        out["startup_s"] = start if load is None else max(0.0, start - load)
     cv = result.get("train_cv")
     if isinstance(cv, int | float) and math.isfinite(cv) and cv >= 0:
         out["train_cv"] = float(cv)
@@ -445,6 +461,10 @@ def startup_and_spread(result: dict[str, Any], billed_s: float) -> dict[str, flo
     if isinstance(period, int | float) and math.isfinite(period) and period > 0:
         out["cpu_period_s"] = float(period)
     return out
+
+
+def _non_negative(x: object) -> bool:
+    return isinstance(x, int | float) and math.isfinite(x) and x >= 0
 
 
 def _positive(x: object) -> float:

@@ -30,6 +30,7 @@ PROFILE_COLUMNS = (
     "model_size_mb",
     "num_params",
     "startup_s",
+    "load_s_per_sample",
     "train_cv",
     "eval_s_per_sample",
     "eval_fixed_s",
@@ -67,6 +68,9 @@ class ProfileSample:
     # fixed part (building the model, loading the weights, a cold first pass), and the driver's
     # upload of the training set (the coordinator puts it as the workers' partitions).
     startup_s: float | None = None
+    # A worker's data, loaded before its first iteration (get, decode, copy), per sample at this
+    # memory; ``startup_s`` leaves it out (a worker loads D/W samples, the profile a sample).
+    load_s_per_sample: float | None = None
     train_cv: float | None = None
     eval_s_per_sample: float | None = None
     eval_fixed_s: float | None = None
@@ -233,6 +237,7 @@ def _sample_from_cells(row: dict[str, str]) -> ProfileSample:
         model_size_mb=number("model_size_mb"),
         num_params=whole("num_params"),
         startup_s=number("startup_s"),
+        load_s_per_sample=number("load_s_per_sample"),
         train_cv=number("train_cv"),
         eval_s_per_sample=number("eval_s_per_sample"),
         eval_fixed_s=number("eval_fixed_s"),

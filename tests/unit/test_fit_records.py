@@ -102,7 +102,7 @@ def test_malformed_seed_lines_are_named(tmp_path, text, match):
             "different model_size_mb",
         ),
         (
-            "512,16,0.7,0.02,,,ok,cnn,0.25,10,0.5,0.1,0.001,0.2,0.3,0.05,extra\n",
+            "512,16,0.7,0.02,,,ok,cnn,0.25,10,0.5,0.0001,0.1,0.001,0.2,0.3,0.05,extra\n",
             "line 2.*more cells",
         ),
         ("512,16,0.7,0.", "line 2.*trans_s.*cut short"),  # a row cut off mid-write

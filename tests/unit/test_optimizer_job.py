@@ -10,11 +10,15 @@ import time
 import numpy as np
 import pytest
 
+from fasdl.kreduce import coordinator as kcoordinator
 from fasdl.kreduce import worker as kworker
 from fasdl.kreduce.logs import IterationLog
 from fasdl.optimizer import Scenario, evaluate
 from fasdl.optimizer.job import (
+    BARRIER_POLL_MAX_S,
+    GO_POLL_MAX_S,
     PROGRESS_EVERY_S,
+    barrier_s,
     expected_max_std_normal,
     iterations_per_round,
     quota_wait_s,
@@ -71,6 +75,8 @@ def test_iterations_per_round_follow_the_workers_stop_rule(
 
 def test_constants_mirror_the_trainer():
     assert PROGRESS_EVERY_S == kworker.PROGRESS_EVERY_S
+    assert GO_POLL_MAX_S == kworker.GO_POLL_MAX_S
+    assert BARRIER_POLL_MAX_S == kcoordinator.BARRIER_POLL_MAX_S
 
 
 def test_rounds():
@@ -129,16 +135,38 @@ def test_whole_job_terms_add_up():
     assert float(ev.straggler_s) == pytest.approx(wait)
     step = float(ev.iteration_s) + wait
     assert float(ev.loop_s) == pytest.approx(float(ev.iterations) * step)
-    per_round = math.floor((60 - 4.0 - train - 2.5 * step - 3.0) / step) + 3
+    start = 4.0 + barrier_s()  # the function's start-up, then the barrier
+    per_round = math.floor((60 - start - train - 2.5 * step - 3.0) / step) + 3
     n_rounds = math.ceil(float(ev.iterations) / per_round)
     assert n_rounds > 1  # the short limit makes this job re-invoke
     assert int(ev.invocations) == n_rounds
-    assert float(ev.startup_s) == pytest.approx(4.0 * n_rounds)
+    assert float(ev.startup_s) == pytest.approx(start * n_rounds)
     assert float(ev.evaluation_s) == pytest.approx(2.0)
     total = float(ev.loop_s + ev.startup_s + ev.checkpoint_s + ev.evaluation_s)
     assert float(ev.time_s) == pytest.approx(total)
     # Billed: every worker from the start of each invocation to its end; not the evaluation.
     assert float(ev.gb_seconds) == pytest.approx(W * M / 1024 * (total - 2.0))
+
+
+def test_a_round_starts_with_the_largest_partitions_load():
+    """Each round, every worker loads its partition before the barrier: the largest one (the
+    partitions follow the batches) at load_cpu_s_per_sample per sample, one thread's work (no
+    faster above one vCPU); billed, as the functions run it."""
+    base = dict(startup_fixed_s=1.0, startup_cpu_s=3.0)
+    scenario = dict(prices=load_prices("aws"), samples=5_000, epochs=1, func_time_s=900)
+    plain = evaluate(Scenario(coeffs=_coeffs(**base), **scenario), 8, 8, 885, 0.05, 0.04)
+    per_sample = 1e-4
+    more = evaluate(
+        Scenario(coeffs=_coeffs(**base, load_cpu_s_per_sample=per_sample), **scenario),
+        8, 8, 885, 0.05, 0.04,
+    )  # fmt: skip
+    assert int(more.invocations) == int(plain.invocations) == 1
+    load = per_sample * 5_000 / 8 / (885 / 1769)  # K = W: equal partitions of D/W
+    assert float(more.startup_s) == pytest.approx(float(plain.startup_s) + load)
+    assert float(more.gb_seconds) == pytest.approx(float(plain.gb_seconds) + 8 * 885 / 1024 * load)
+    c = _coeffs(load_cpu_s_per_sample=per_sample)
+    assert float(c.partition_load_s(3538, 1000)) == pytest.approx(0.1)  # 2 vCPUs: one thread
+    assert float(_coeffs().partition_load_s(885, 1000)) == 0.0  # not measured: no term
 
 
 def test_evaluation_fixed_part_and_the_data_upload_are_timed_but_not_billed():
@@ -216,6 +244,31 @@ def test_the_fit_separates_what_scales_with_the_cpu_share():
     assert fit_job(falling).startup_fixed_s == 0.0
     old = fit_job([row(885, 16), row(1769, 16)])
     assert all(v is None for v in old.coefficients().values()) and old.startup_points == 0
+
+
+def test_the_data_load_is_timed_apart_from_the_start_up_and_fitted_per_cpu_second():
+    """The profiling function's data load is taken out of its start-up and given per sample;
+    the fit turns it into CPU-seconds per sample (one thread: min(1, vCPUs) of a core)."""
+    from fasdl.profiler.fit import fit_job
+    from fasdl.profiler.profile import startup_and_spread
+    from fasdl.profiler.records import ProfileSample
+
+    result = {"model_ready_s": 1.5, "handler_s": 4.0, "data_load_s": 0.4, "data_samples": 2000}
+    out = startup_and_spread(result, billed_s=4.3)
+    assert out["startup_s"] == pytest.approx(0.3 + 1.5 - 0.4)
+    assert out["load_s_per_sample"] == pytest.approx(0.4 / 2000)
+    older = startup_and_spread({"model_ready_s": 1.5, "handler_s": 4.0}, billed_s=4.3)
+    assert older["startup_s"] == pytest.approx(1.8) and older["load_s_per_sample"] is None
+    bad = startup_and_spread({**result, "data_load_s": float("nan")}, billed_s=4.3)
+    assert bad["load_s_per_sample"] is None and bad["startup_s"] == pytest.approx(1.8)
+
+    cpu_s = 1e-4  # per sample at one vCPU
+    rows = [
+        ProfileSample(m, 16, 0.1, 0.01, load_s_per_sample=cpu_s / min(1.0, m / 1769))
+        for m in (885, 1769, 3538)
+    ]
+    assert fit_job(rows).load_cpu_s_per_sample == pytest.approx(cpu_s)
+    assert fit_job([ProfileSample(885, 16, 0.1, 0.01)]).load_cpu_s_per_sample is None
 
 
 def test_the_quota_wait_is_half_a_stop_of_a_fractional_cpu_and_only_among_peers():
