@@ -40,6 +40,7 @@ from typing import Any
 from fasdl.kreduce.config import JobConfig
 from fasdl.kreduce.keys import Keys
 from fasdl.kreduce.logs import IterationLog, iteration_stats, mean_stats, read_worker_logs
+from fasdl.kreduce.state import read_state
 from fasdl.perf.coefficients import JOB_KEYS, REQUIRED_KEYS
 from fasdl.platform.limits import MB_PER_VCPU, vcpus_for_memory
 from fasdl.store import open_store
@@ -255,11 +256,14 @@ def run_plan(
     }
 
 
-def round_timeline(store: Any, keys: Keys, num_workers: int) -> list[dict[str, float]]:
+def round_timeline(store: Any, keys: Keys, num_workers: int) -> list[dict[str, Any]]:
     """Per round, from the invocation records and worker 0's log of that round: seconds from the
     round's first invocation to worker 0's first iteration (start-up and barrier), its loop, and
-    from its last iteration to the end of the round's last invocation."""
+    from its last iteration to the end of the round's last invocation. With the workers' own
+    account of their start (``WorkerResult.setup_phases_s``): from the round's first invocation
+    to their handlers' start, and each phase of their setup, mean and max over the workers."""
     records = sorted(json.loads(store.get(keys.invocations())), key=lambda r: r["started_at"])
+    results = read_state(store, keys).results
     logs: dict[int, list[IterationLog]] = {}
     for key in store.list(keys.logs()):
         parsed = keys.parse_worker_log(key)
@@ -275,6 +279,19 @@ def round_timeline(store: Any, keys: Keys, num_workers: int) -> list[dict[str, f
         start = min(x["started_at"] for x in invs)
         end = max(x["ended_at"] for x in invs)
         loop_start = its[0].end_s - its[0].iteration_s
+        mine = [r for r in results if r.round == rnd]
+        setup: dict[str, dict[str, float]] = {}
+        handler = [r.started_at - start for r in mine if r.started_at is not None]
+        if handler:
+            setup["to_handler"] = {"mean": round(sum(handler) / len(handler), 3)}
+            setup["to_handler"]["max"] = round(max(handler), 3)
+        for phase in ("data", "model", "comm", "barrier"):
+            values = [r.setup_phases_s[phase] for r in mine if phase in r.setup_phases_s]
+            if values:
+                setup[phase] = {
+                    "mean": round(sum(values) / len(values), 3),
+                    "max": round(max(values), 3),
+                }
         out.append(
             {
                 "round": rnd,
@@ -283,6 +300,7 @@ def round_timeline(store: Any, keys: Keys, num_workers: int) -> list[dict[str, f
                 "start_to_loop_s": round(loop_start - start, 3),
                 "loop_s": round(its[-1].end_s - loop_start, 3),
                 "loop_end_to_end_s": round(end - its[-1].end_s, 3),
+                "setup_s": setup,
             }
         )
     return out
@@ -356,6 +374,26 @@ def format_report(report: dict[str, Any]) -> str:
                 f"{'':<8} {name.split('_')[0][:9]:<9} {1e3 * d['train']:>6.1f} {1e3 * d['upload']:>7.2f} "
                 f"{1e3 * d['aggregate']:>6.2f} {1e3 * d['download']:>7.2f} {1e3 * d['other']:>6.2f} "
                 f"{1e3 * d['iteration']:>6.1f}"
+            )
+    lines += [
+        "",
+        "start-up per round, s   to loop  to handler  data   model  comm   barrier  (workers' mean / max)",
+    ]
+    for r in report["runs"]:
+        if "error" in r:
+            continue
+        for t in r["measured"]["rounds_timeline"]:
+            s = t.get("setup_s", {})
+
+            def cell(name: str, s: dict[str, Any] = s) -> str:
+                d = s.get(name)
+                return f"{d['mean']:.2f}/{d['max']:.2f}" if d else "-"
+
+            lines.append(
+                f"{r['label']:<8} round {t['round']:<3} {t['start_to_loop_s']:>7.2f}  "
+                + "  ".join(
+                    f"{cell(n):>9}" for n in ("to_handler", "data", "model", "comm", "barrier")
+                )
             )
     lines += [
         "",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from fasdl.errors import CorruptObject, InvalidInput
@@ -147,10 +147,16 @@ class WorkerResult:
     comm_s: float  # upload + aggregate + download, summed over its iterations
     final_loss: float | None  # None when it ran no iteration
     requests: Mapping[str, int]  # store requests by kind
+    # When the handler started (epoch seconds) and where its setup went, in seconds: "data" (get
+    # and decode the partition), "model" (model, optimizer, checkpoint), "comm" (the exchange's
+    # set-up), "barrier" (arrive, then wait for the go). Empty from workers before these.
+    started_at: float | None = None
+    setup_phases_s: Mapping[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["requests"] = dict(self.requests)
+        d["setup_phases_s"] = dict(self.setup_phases_s)
         return d
 
     @classmethod
@@ -172,6 +178,8 @@ class WorkerResult:
                 raise InvalidInput("finished", f"{finished!r} is not true or false")
             loss = required(r, "final_loss")
             requests = json_object(required(r, "requests"), "requests")
+            phases = json_object(r.get("setup_phases_s", {}), "setup_phases_s")
+            started_at = r.get("started_at")
             return cls(
                 worker=whole("worker"),
                 round=whole("round"),
@@ -185,6 +193,10 @@ class WorkerResult:
                 final_loss=None if loss is None else finite_number(loss, "final_loss"),
                 requests={
                     k: whole_number(v, f"requests.{k}", minimum=0) for k, v in requests.items()
+                },
+                started_at=None if started_at is None else finite_number(started_at, "started_at"),
+                setup_phases_s={
+                    k: finite_number(v, f"setup_phases_s.{k}", minimum=0) for k, v in phases.items()
                 },
             )
         except InvalidInput as e:

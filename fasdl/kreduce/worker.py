@@ -74,7 +74,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 def run_worker(task: WorkerTask, context: Any) -> WorkerResult:
     """Train from the task's checkpoint set (or from scratch) until the agreed stop or the end of
     training."""
-    started = time.monotonic()
+    started_at, started = time.time(), time.monotonic()
+    phases: dict[str, float] = {}
     steady_allocator()  # train at the speed the profile measured (fasdl.training.allocator)
     cfg, w, rnd, meta = task.job, task.worker, task.round, task.meta
     total_iterations = meta.total_iterations
@@ -83,9 +84,11 @@ def run_worker(task: WorkerTask, context: Any) -> WorkerResult:
     batch = cfg.batch_sizes[w]
 
     partition_key = keys.partition_of(w)
+    mark = time.monotonic()
     data = dataset_from_bytes(store.get(partition_key), key=partition_key)
     x_all = torch.from_numpy(np.array(data.x))  # a writable copy: the decoded arrays are read-only
     y_all = torch.from_numpy(np.array(data.y))
+    phases["data"], mark = time.monotonic() - mark, time.monotonic()
     model = seeded_model(cfg.model, cfg.seed, meta.num_classes, meta.input_shape)
     vec = ModelVector.attach(model)
     opt = make_optimizer(model, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -96,6 +99,7 @@ def run_worker(task: WorkerTask, context: Any) -> WorkerResult:
         if done != task.start_iteration:
             raise CorruptObject(ckpt, f"holds iteration {done}, not {task.start_iteration}")
 
+    phases["model"], mark = time.monotonic() - mark, time.monotonic()
     timeouts = PeerTimeouts.for_worker(cfg, w, vec.numel)
     comm = KReduce(
         store,
@@ -119,6 +123,7 @@ def run_worker(task: WorkerTask, context: Any) -> WorkerResult:
         comm.republish_merged(done, vec.numpy())
     # Start barrier: say we are here (with our deadline), wait for the coordinator's go, which
     # carries the earliest deadline of all workers: the stop is planned against it.
+    phases["comm"], mark = time.monotonic() - mark, time.monotonic()
     my_deadline = time.time() + context.get_remaining_time_in_millis() / 1000
     store.put(keys.arrived(w), json.dumps({"deadline": my_deadline}).encode())
     go = decode_json(
@@ -131,6 +136,7 @@ def run_worker(task: WorkerTask, context: Any) -> WorkerResult:
         keys.go(),
     )
     deadline = json_number(go, "deadline", keys.go())
+    phases["barrier"] = time.monotonic() - mark
     setup_s = time.monotonic() - started
 
     min_iteration_s = float(os.environ.get(MIN_ITERATION_ENV) or 0.0)
@@ -224,6 +230,8 @@ def run_worker(task: WorkerTask, context: Any) -> WorkerResult:
         comm_s=sum(r.upload_s + r.aggregate_s + r.download_s for r in logs),
         final_loss=logs[-1].loss if logs else None,
         requests=dict(store.requests),
+        started_at=started_at,
+        setup_phases_s=phases,
     )
 
 
