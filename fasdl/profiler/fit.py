@@ -329,7 +329,7 @@ def _json_float(x: float) -> float | None:
 class JobFit:
     """Start-up ``startup_fixed_s + startup_cpu_s / vCPUs(M)`` and the spread of single training
     iterations ``train_cv + train_cv_cpu / vCPUs(M)`` (non-negative least squares over the runs),
-    the CPU-seconds to load one sample of a worker's partition (median of the runs' seconds per
+    the CPU-seconds to load one sample of a worker's partition (mean of the runs' seconds per
     sample times min(1, vCPUs(M))), and the medians of the evaluation's seconds per sample and fixed seconds and of the upload
     of the training set; None where the profile did not measure them (profiles written before
     they existed)."""
@@ -398,7 +398,9 @@ def fit_job(samples: Sequence[ProfileSample]) -> JobFit:
     if period is not None and whole:
         cvs = whole
     evals = [s.eval_s_per_sample for s in ok if s.eval_s_per_sample is not None]
-    # The data's load is one thread's work: it runs at min(1, vCPUs) of a core.
+    # The data's load is one thread's work: it runs at min(1, vCPUs) of a core. The mean, not the
+    # median: the runs that paid for fresh pages (a new process's first touch of its arrays) are
+    # the ones a worker is like.
     loads = [
         s.load_s_per_sample * min(1.0, vcpus_for_memory(float(s.memory_mb)))
         for s in ok
@@ -417,5 +419,5 @@ def fit_job(samples: Sequence[ProfileSample]) -> JobFit:
         eval_fixed_s=median("eval_fixed_s"),
         data_upload_s=median("data_upload_s"),
         cpu_period_s=period,
-        load_cpu_s_per_sample=float(np.median(loads)) if loads else None,
+        load_cpu_s_per_sample=float(np.mean(loads)) if loads else None,
     )

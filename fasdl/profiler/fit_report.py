@@ -115,7 +115,7 @@ def fit_files(
         "job": {
             "startup": "startup_fixed_s + startup_cpu_s / vCPUs(M), least squares over "
             f"{job.startup_points} runs",
-            "load_cpu_s_per_sample": "median over the runs of the function's load of its data "
+            "load_cpu_s_per_sample": "mean over the runs of the function's load of its data "
             "(get, decode, copy) per sample, times min(1, vCPUs(M))",
             "train_cv": "train_cv + train_cv_cpu / vCPUs(M), least squares over the runs' "
             "std/mean of single training iterations",

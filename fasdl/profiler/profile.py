@@ -242,7 +242,9 @@ def model_info(
 EVAL_REPEATS = 3
 # Samples each profiling function loads (get, decode, copy) and times: a worker loads its
 # partition of D/W samples before its first iteration, at a cost per sample (``load_s_per_sample``).
-LOAD_SAMPLES = 2000
+# As many as a partition of CIFAR-10 among 10 workers: a new process pays for the first touch of
+# every page it allocates, and on this machine's VM that was 3x the decoding itself at times.
+LOAD_SAMPLES = 5000
 EVAL_SAMPLES = 1000  # test samples timed at most: the cost per sample is flat beyond a batch
 
 

@@ -94,10 +94,15 @@ def test_profile_writes_one_row_per_pair_measured_one_at_a_time(small_profile):
         # A training iteration of a batch does more work than copying 117 KB of weights.
         assert s.train_s > s.trans_s
         # The whole job's columns: the start-up is what was billed outside the handler plus the
-        # handler's time to a ready model, within the billed duration; the spread of single
-        # iterations; the evaluation per sample, timed once in the driver (the same on every row).
+        # handler's time to a ready model less its data's load (given per sample), within the
+        # billed duration; the spread of single iterations; the evaluation per sample, timed once
+        # in the driver (the same on every row).
         outside = inv["billed_ms"] / 1000 - details["handler_s"]
-        assert s.startup_s == pytest.approx(outside + details["model_ready_s"])
+        load = details["data_load_s"]
+        assert s.startup_s == pytest.approx(outside + details["model_ready_s"] - load)
+        n = details["data_samples"]
+        assert 1000 < n < 1797  # digits' training set (80 %): fewer than LOAD_SAMPLES, all of it
+        assert s.load_s_per_sample == pytest.approx(load / n) and load > 0
         assert 0 < s.startup_s < inv["billed_ms"] / 1000
         assert len(details["train_single_s"]) >= 20 and s.train_cv == details["train_cv"] >= 0
         assert s.eval_s_per_sample == profile.samples[0].eval_s_per_sample > 0
