@@ -31,6 +31,7 @@ bench: $(READY)
 	$(BIN)/python benchmarks/store_throughput.py
 	$(BIN)/python benchmarks/comm.py
 	$(BIN)/python benchmarks/allocator.py
+	$(BIN)/python benchmarks/startup.py
 
 ## setup: create or update .venv with fasdl and its dev tools, pinned by constraints.txt
 setup:
