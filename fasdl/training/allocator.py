@@ -21,7 +21,6 @@ live. Elsewhere than glibc (macOS, musl) it does nothing and says so.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import logging
 
@@ -35,12 +34,15 @@ TRIM_THRESHOLD_BYTES = 2 * MMAP_THRESHOLD_BYTES  # what glibc pairs with it
 
 @functools.cache
 def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
+    """The C library this process already runs on: the symbols of the process itself, so no file
+    is looked up. Not ``ctypes.util.find_library("c")``: on Linux it forks ``ldconfig -p``, and
+    a fork of a 300 MB worker is, for an instant, a second 300 MB process in its tree, which the
+    local platform (summing the tree's resident memory) once killed as out of memory at 512 MB."""
     try:
-        libc = ctypes.CDLL(name) if name else None
+        libc = ctypes.CDLL(None)
     except OSError:
         return None
-    if libc is None or not hasattr(libc, "mallopt") or not hasattr(libc, "gnu_get_libc_version"):
+    if not hasattr(libc, "mallopt") or not hasattr(libc, "gnu_get_libc_version"):
         return None  # not glibc: its mallopt (if any) may mean something else
     return libc
 

@@ -40,6 +40,22 @@ def test_a_4_mb_block_comes_from_the_heap_once_the_allocator_is_steady(regime, m
     assert (grew >= 4 * 1024 * 1024) is mmapped, out
 
 
+def test_it_starts_no_process():
+    """A worker calls it first thing: a fork of a worker doubles its tree's resident memory for
+    an instant (``ctypes.util.find_library`` forks ``ldconfig``), which the local platform's
+    memory limit once took for running out of memory."""
+    code = (
+        "import os, subprocess, ctypes.util\n"
+        "def no(*a, **k): raise AssertionError('a process was started')\n"
+        "subprocess.Popen = no; os.fork = no; os.posix_spawn = no; ctypes.util.find_library = no\n"
+        "from fasdl.training.allocator import steady_allocator\n"
+        "print(steady_allocator())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(GLIBC)
+
+
 def test_steady_allocator_is_idempotent_and_says_where_it_cannot():
     assert allocator.steady_allocator() is GLIBC
     assert allocator.steady_allocator() is GLIBC
