@@ -3,6 +3,9 @@
 The function's process leads its own session (and process group), so one ``killpg`` stops,
 resumes or kills everything it started. CPU time and memory are summed over the tree.
 
+Memory is the leader's resident size plus the pages only each descendant holds (its unique set
+size): what a cgroup would charge, where a fork's shared pages count once.
+
 On Linux the leader's CPU time comes from its process CPU clock (``clock_gettime`` on the clock
 id the kernel derives from the pid: nanosecond precision, every thread, living or exited) and its
 peak memory from ``VmHWM`` in ``/proc/<pid>/status``, which catches peaks between two polls.
@@ -64,6 +67,15 @@ def _psutil_cpu_s(proc: psutil.Process) -> float | None:
         return None
     cpu_s: float = t.user + t.system
     return cpu_s
+
+
+def _psutil_uss_mb(proc: psutil.Process) -> float | None:
+    """The pages only ``proc`` holds (unique set size), its resident size where that is unknown."""
+    try:
+        uss: int = proc.memory_full_info().uss
+    except (psutil.Error, OSError, AttributeError):
+        return _psutil_rss_mb(proc)
+    return uss / MB
 
 
 def _psutil_rss_mb(proc: psutil.Process) -> float | None:
@@ -179,8 +191,12 @@ class ProcessTree:
             with contextlib.suppress(psutil.Error, OSError):
                 threads = self.leader.num_threads()
         self.threads = threads + len(self.descendants)
+        # A descendant adds the pages only it holds: a fork shares its parent's pages until it
+        # writes them, and a memory limit (Lambda's cgroup) charges a page once. Its resident
+        # size would count the parent's pages twice (a fork of a 300 MB worker, for an instant,
+        # once made a 512 MB function look 600 MB).
         for proc in self.descendants.values():
-            total += _psutil_rss_mb(proc) or 0.0
+            total += _psutil_uss_mb(proc) or 0.0
         self.peak_rss_mb = max(self.peak_rss_mb, total)
         return total
 

@@ -26,7 +26,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     ``print`` (write this line to stdout, which the platform keeps as the function's log),
     ``record_path`` (append {"request_id", "start", "end"} as a JSON line when done),
     ``child_allocate_mb`` (start a child process that holds that much memory; its pid goes to
-    ``pid_path`` if given).
+    ``pid_path`` if given), ``fork_hold_s`` (fork: the copy shares every page, writes
+    ``fork_write_mb`` MB of its own, holds them that long and exits; the function waits for it).
     """
     start = time.time()
     wall0, cpu0 = time.monotonic(), time.process_time()
@@ -41,6 +42,16 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if "pid_path" in event:
             with open(event["pid_path"], "w") as f:
                 f.write(str(child.pid))
+    if "fork_hold_s" in event:
+        pid = os.fork()
+        if pid == 0:  # the copy: only what it writes is its own
+            try:
+                own = b"\x02" * (int(event.get("fork_write_mb", 0)) * 1024 * 1024)
+                time.sleep(float(event["fork_hold_s"]))
+                del own
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
     if "sleep_s" in event:
         time.sleep(float(event["sleep_s"]))
     if "cpu_s" in event:

@@ -142,6 +142,17 @@ def test_memory_of_the_process_tree_counts_and_leftovers_die(plat, tmp_path):
     assert _dies(int(pid_path.read_text()))  # the child it started was killed with it
 
 
+def test_a_fork_counts_only_the_pages_it_writes(plat):
+    """A fork shares its parent's pages until it writes them (a cgroup charges them once): a
+    function holding 150 MB whose fork writes 60 MB of its own stays within 300 MB, where adding
+    the fork's resident size (150 MB + 60 MB more) would not. The fork holds its pages for 4 s,
+    long enough for the platform (which looks for new processes every second) to count them."""
+    event = {"allocate_mb": 150, "fork_hold_s": 4, "fork_write_mb": 60}
+    inv = plat.invoke("smoke", event, memory_mb=300, timeout_s=120, sync=True)
+    assert inv.state is State.SUCCEEDED, inv.error
+    assert inv.peak_memory_mb > 150 + 60  # the fork's own pages were counted with the function's
+
+
 def _dies(pid: int, within_s: float = 10) -> bool:
     """Whether ``pid`` is gone (or a zombie: dead, waiting for its new parent) within the time."""
     deadline = time.monotonic() + within_s
