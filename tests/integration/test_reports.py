@@ -23,7 +23,6 @@ import subprocess
 import sys
 import time
 import uuid
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,13 +87,12 @@ def local_jobs(tmp_path_factory: pytest.TempPathFactory) -> LocalJobs:
         env={KILL_AT_ENV: "2:12:1"},
     )  # fmt: skip
     jobs.summary = _json(out)  # type: ignore[attr-defined]
-    # One CI run saw this job's retry come from round 1's first attempt failing as it started,
-    # before the crash (so the retried round ran without it). Not reproduced in 15 runs under
-    # load; the report test lists whatever retries there were, and this says what happened.
-    retries = jobs.summary["retries"]  # type: ignore[attr-defined]
-    unexpected = [r for r in retries if "SIGKILL" not in r["reason"]]
-    if unexpected:
-        warnings.warn(f"job done was retried for another reason: {unexpected}", stacklevel=1)
+    # The one retry is the crash's. (A CI run once saw round 1's first attempt fail as it
+    # started instead: a worker's fork of `ldconfig` made the platform count its memory twice;
+    # fasdl.training.allocator no longer forks, and the platform counts a fork's own pages only.)
+    (retry,) = jobs.summary["retries"]  # type: ignore[attr-defined]
+    assert (retry["round"], retry["attempt"], retry["worker"]) == (1, 1, 2), retry
+    assert "SIGKILL" in retry["reason"], retry
     # failed: worker 1 crashes at iteration 3 of every attempt, and no retry is allowed
     out = _fasdl(
         "train", *JOB_FLAGS, "--epochs", "1", "--retries", "0",
@@ -229,13 +227,7 @@ def test_the_report_opens_in_chromium(local_jobs: LocalJobs) -> None:
     page = Path(out["report"])
     assert page == out_dir / "report.html"
     html = page.read_text()
-    assert "fasdl job done" in html
-    # Every retry of the job is listed (the status test checks there was one: the crash's).
-    retries = local_jobs.summary["retries"]  # type: ignore[attr-defined]
-    assert retries
-    for r in retries:
-        who = "the round" if r["worker"] is None else f"worker {r['worker']}"
-        assert f"round {r['round']}, attempt {r['attempt']}: {who} failed" in html, retries
+    assert "fasdl job done" in html and "round 1, attempt 1: worker 2 failed" in html
     assert html.count("data:image/png;base64,") == 4  # no prediction: the job had no plan
     check = check_page(page, chromium=chromium)
     assert check.console_errors == [], check.log
