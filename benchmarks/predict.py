@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -280,18 +281,14 @@ def round_timeline(store: Any, keys: Keys, num_workers: int) -> list[dict[str, A
         end = max(x["ended_at"] for x in invs)
         loop_start = its[0].end_s - its[0].iteration_s
         mine = [r for r in results if r.round == rnd]
-        setup: dict[str, dict[str, float]] = {}
-        handler = [r.started_at - start for r in mine if r.started_at is not None]
-        if handler:
-            setup["to_handler"] = {"mean": round(sum(handler) / len(handler), 3)}
-            setup["to_handler"]["max"] = round(max(handler), 3)
+        seen = {"to_handler": [r.started_at - start for r in mine if r.started_at is not None]}
         for phase in ("data", "model", "comm", "barrier"):
-            values = [r.setup_phases_s[phase] for r in mine if phase in r.setup_phases_s]
-            if values:
-                setup[phase] = {
-                    "mean": round(sum(values) / len(values), 3),
-                    "max": round(max(values), 3),
-                }
+            seen[phase] = [r.setup_phases_s[phase] for r in mine if phase in r.setup_phases_s]
+        setup = {
+            name: {"mean": round(statistics.fmean(v), 3), "max": round(max(v), 3)}
+            for name, v in seen.items()
+            if v
+        }
         out.append(
             {
                 "round": rnd,

@@ -75,7 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="starts of the workers per optimizer")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = ap.parse_args(argv)
-    for flag, value in (("--workers", args.workers), ("--samples", args.samples)):
+    for flag, value in (
+        ("--workers", args.workers),
+        ("--samples", args.samples),
+        ("--rounds", args.rounds),
+    ):
         if value < 1:
             ap.error(f"{flag} must be >= 1, got {value}")
 

@@ -75,7 +75,13 @@ def run_worker(task: WorkerTask, context: Any) -> WorkerResult:
     """Train from the task's checkpoint set (or from scratch) until the agreed stop or the end of
     training."""
     started_at, started = time.time(), time.monotonic()
-    phases: dict[str, float] = {}
+    phases: dict[str, float] = {}  # where the setup went (``WorkerResult.setup_phases_s``)
+    lap = [started]
+
+    def phase(name: str) -> None:
+        now = time.monotonic()
+        phases[name], lap[0] = now - lap[0], now
+
     steady_allocator()  # train at the speed the profile measured (fasdl.training.allocator)
     cfg, w, rnd, meta = task.job, task.worker, task.round, task.meta
     total_iterations = meta.total_iterations
@@ -84,11 +90,11 @@ def run_worker(task: WorkerTask, context: Any) -> WorkerResult:
     batch = cfg.batch_sizes[w]
 
     partition_key = keys.partition_of(w)
-    mark = time.monotonic()
+    lap[0] = time.monotonic()
     data = dataset_from_bytes(store.get(partition_key), key=partition_key)
     x_all = torch.from_numpy(np.array(data.x))  # a writable copy: the decoded arrays are read-only
     y_all = torch.from_numpy(np.array(data.y))
-    phases["data"], mark = time.monotonic() - mark, time.monotonic()
+    phase("data")
     model = seeded_model(cfg.model, cfg.seed, meta.num_classes, meta.input_shape)
     vec = ModelVector.attach(model)
     opt = make_optimizer(model, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -99,7 +105,7 @@ def run_worker(task: WorkerTask, context: Any) -> WorkerResult:
         if done != task.start_iteration:
             raise CorruptObject(ckpt, f"holds iteration {done}, not {task.start_iteration}")
 
-    phases["model"], mark = time.monotonic() - mark, time.monotonic()
+    phase("model")
     timeouts = PeerTimeouts.for_worker(cfg, w, vec.numel)
     comm = KReduce(
         store,
@@ -123,7 +129,7 @@ def run_worker(task: WorkerTask, context: Any) -> WorkerResult:
         comm.republish_merged(done, vec.numpy())
     # Start barrier: say we are here (with our deadline), wait for the coordinator's go, which
     # carries the earliest deadline of all workers: the stop is planned against it.
-    phases["comm"], mark = time.monotonic() - mark, time.monotonic()
+    phase("comm")
     my_deadline = time.time() + context.get_remaining_time_in_millis() / 1000
     store.put(keys.arrived(w), json.dumps({"deadline": my_deadline}).encode())
     go = decode_json(
@@ -136,7 +142,7 @@ def run_worker(task: WorkerTask, context: Any) -> WorkerResult:
         keys.go(),
     )
     deadline = json_number(go, "deadline", keys.go())
-    phases["barrier"] = time.monotonic() - mark
+    phase("barrier")
     setup_s = time.monotonic() - started
 
     min_iteration_s = float(os.environ.get(MIN_ITERATION_ENV) or 0.0)

@@ -330,8 +330,8 @@ class JobFit:
     """Start-up ``startup_fixed_s + startup_cpu_s / vCPUs(M)`` and the spread of single training
     iterations ``train_cv + train_cv_cpu / vCPUs(M)`` (non-negative least squares over the runs),
     the CPU-seconds to load one sample of a worker's partition (mean of the runs' seconds per
-    sample times min(1, vCPUs(M))), and the medians of the evaluation's seconds per sample and fixed seconds and of the upload
-    of the training set; None where the profile did not measure them (profiles written before
+    sample times min(1, vCPUs(M))), and the medians of the evaluation's seconds per sample and
+    fixed seconds and of the upload of the training set; None where the profile did not measure them (profiles written before
     they existed)."""
 
     startup_fixed_s: float | None
